@@ -1,0 +1,94 @@
+/* pe: the PE_core encoder (Meta's Perception Encoder, CLIP-style), in C.
+ *
+ * Spec: ../shared/docs/pe-core.md (docs/encoder.md summarises ours).
+ * A pe_model holds weights and configuration; it is immutable once loaded
+ * and shared by all threads. A pe_ctx holds one caller's scratch memory,
+ * planned once for its maximum batch; use one pe_ctx per thread.
+ */
+#ifndef PERCEPT_PE_H
+#define PERCEPT_PE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pe_model pe_model;
+typedef struct pe_ctx pe_ctx;
+
+typedef struct pe_config {
+    char name[32];        /* "PE-Core-T16-384", ... or "custom" */
+    /* vision tower */
+    int image_size;       /* native input size S (square) */
+    int patch_size;
+    int width;
+    int layers;
+    int heads;
+    int mlp_width;        /* rows of c_fc.weight */
+    int use_cls_token;
+    int pool_heads;       /* attention-pool heads (8 for all released) */
+    int pool_mlp_width;   /* attn_pool MLP width (4 x width) */
+    int has_layerscale;   /* ls_1/ls_2 gammas present */
+    int output_dim;       /* embedding size D (vision and text) */
+    /* text tower */
+    int context_length;
+    int text_width;
+    int text_layers;
+    int text_heads;
+    int text_mlp_width;
+    int vocab_size;
+} pe_config;
+
+typedef struct pe_load_opts {
+    /* Explicit configuration (JSON file with pe-core.md config names), for
+     * checkpoints that are not one of the five official ones. NULL: taken
+     * from safetensors __metadata__, else "<model>.json" next to the file,
+     * else recognised from the shapes of the official configurations. */
+    const char *config_path;
+} pe_load_opts;
+
+void pe_load_opts_default(pe_load_opts *o);
+
+/* Loads .pt or .safetensors; checks every key and shape against the
+ * configuration and names the first one that does not fit. */
+int pe_model_load(const char *path, const pe_load_opts *opts, pe_model **out);
+void pe_model_free(pe_model *m);
+
+const pe_config *pe_model_config(const pe_model *m);
+int64_t pe_model_param_count(const pe_model *m);
+/* dtype of the stored weights: "float32", "float16", "bfloat16", "mixed". */
+const char *pe_model_dtype(const pe_model *m);
+/* exp(logit_scale): the softmax temperature for zero-shot classification. */
+float pe_model_logit_scale(const pe_model *m);
+/* A stable 64-bit identity of the weights (config + sampled tensor bytes),
+ * recorded by databases built with this model. */
+uint64_t pe_model_fingerprint(const pe_model *m);
+
+typedef struct pe_ctx_opts {
+    int max_batch;        /* largest n passed to pe_encode_* (default 8) */
+    int n_threads;        /* threads for this context's forward passes (default 1) */
+} pe_ctx_opts;
+
+void pe_ctx_opts_default(pe_ctx_opts *o);
+int pe_ctx_new(const pe_model *m, const pe_ctx_opts *opts, pe_ctx **out);
+void pe_ctx_free(pe_ctx *c);
+
+/* pixels: n x [3, S, S] float32, preprocessed (see pe_image.h), S =
+ * image_size. out: n x output_dim, unnormalized. n <= max_batch. */
+int pe_encode_pixels(pe_ctx *c, const float *pixels, int n, float *out);
+/* ids: n x [context_length] token ids (pe_tokenizer.h). out: n x output_dim,
+ * unnormalized. */
+int pe_encode_ids(pe_ctx *c, const int32_t *ids, int n, float *out);
+
+/* Debug hook: called with every intermediate activation of the next
+ * forward passes, named as in the fixtures' traces without the "trace_img_"/
+ * "trace_txt_" prefix ("v_conv1", "v_embed", "v_ln_pre", "v_block0_ln1",
+ * "v_block0_attn", "v_block0_mlp", "v_block0", ..., "v_ln_post",
+ * "v_pool_attn", "v_pool", "t_tok", "t_embed", "t_block0_ln1",
+ * "t_block0_attn", "t_block0", "t_ln_final", "t_pooled"), for batch item 0,
+ * in the layout of those goldens. NULL switches it off. */
+typedef void (*pe_trace_fn)(void *user, const char *name, const float *data, size_t n);
+void pe_ctx_set_trace(pe_ctx *c, pe_trace_fn fn, void *user);
+
+/* v /= max(||v||, 1e-12) */
+void pe_l2_normalize(float *v, int d);
+
+#endif
