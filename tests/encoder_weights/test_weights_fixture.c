@@ -61,7 +61,7 @@ static void test_safetensors_fixture(void) {
     pe_weights_close(w);
 }
 
-__attribute__((unused)) static void test_pt_fixture_same_bits(void) {
+static void test_pt_fixture_same_bits(void) {
     char *ps = t_path("%s/tiny-a/tiny-a.safetensors", t_fixtures());
     char *pp = t_path("%s/tiny-a/tiny-a.pt", t_fixtures());
     pe_weights *ws = NULL, *wp = NULL;
@@ -98,7 +98,7 @@ static void test_missing_file(void) {
 
 int main(void) {
     T_RUN(test_safetensors_fixture);
-    // T_RUN(test_pt_fixture_same_bits); (the .pt reader lands next)
+    T_RUN(test_pt_fixture_same_bits);
     T_RUN(test_missing_file);
     return t_done();
 }
