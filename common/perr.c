@@ -1,5 +1,8 @@
 #include "perr.h"
 
+/* Messages are cut at PERR_MSG_MAX on purpose. */
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
