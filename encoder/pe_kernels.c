@@ -1,0 +1,267 @@
+/* pe_kernels: vectorized kernels and their scalar references.
+ *
+ * DESIGN: AVX2+FMA versions under PERCEPT_AVX2 (the build enables it when
+ * the machine has it), references always compiled. No allocation, no
+ * global state; OpenBLAS is called through cblas only.
+ */
+#include "encoder/pe_kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#ifdef PERCEPT_AVX2
+#include <immintrin.h>
+#endif
+
+/* ---------------------------------------------------------------- GEMM */
+
+void pe_gemm_nt_ref(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                    float beta, float *C, int ldc) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++) s += (double)A[(size_t)m * lda + k] * W[(size_t)n * ldw + k];
+            float *c = &C[(size_t)m * ldc + n];
+            *c = (float)s + (beta != 0 ? beta * *c : 0.0f);
+        }
+}
+
+#ifdef PERCEPT_AVX2
+static inline float hsum8(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+/* Four W rows x two A rows; K tail scalar. */
+static void small_block_4x2(int mrows, int nrows, int K, const float *A, int lda,
+                            const float *W, int ldw, float beta, float *C, int ldc) {
+    __m256 acc[2][4];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
+    const float *a0 = A, *a1 = A + (mrows > 1 ? lda : 0);
+    const float *w0 = W, *w1 = W + (nrows > 1 ? ldw : 0), *w2 = W + (nrows > 2 ? 2 * (size_t)ldw : 0),
+                *w3 = W + (nrows > 3 ? 3 * (size_t)ldw : 0);
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 x0 = _mm256_loadu_ps(a0 + k), x1 = _mm256_loadu_ps(a1 + k);
+        __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
+        __m256 v2 = _mm256_loadu_ps(w2 + k), v3 = _mm256_loadu_ps(w3 + k);
+        acc[0][0] = _mm256_fmadd_ps(x0, v0, acc[0][0]);
+        acc[0][1] = _mm256_fmadd_ps(x0, v1, acc[0][1]);
+        acc[0][2] = _mm256_fmadd_ps(x0, v2, acc[0][2]);
+        acc[0][3] = _mm256_fmadd_ps(x0, v3, acc[0][3]);
+        acc[1][0] = _mm256_fmadd_ps(x1, v0, acc[1][0]);
+        acc[1][1] = _mm256_fmadd_ps(x1, v1, acc[1][1]);
+        acc[1][2] = _mm256_fmadd_ps(x1, v2, acc[1][2]);
+        acc[1][3] = _mm256_fmadd_ps(x1, v3, acc[1][3]);
+    }
+    const float *ws[4] = {w0, w1, w2, w3};
+    const float *as[2] = {a0, a1};
+    for (int i = 0; i < mrows; i++)
+        for (int j = 0; j < nrows; j++) {
+            float s = hsum8(acc[i][j]);
+            for (int kk = k; kk < K; kk++) s += as[i][kk] * ws[j][kk];
+            float *c = &C[(size_t)i * ldc + j];
+            *c = beta != 0 ? s + beta * *c : s;
+        }
+}
+
+void pe_gemm_nt_small(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                      float beta, float *C, int ldc) {
+    /* n outer: the 4 W rows stay in L1 while every A row passes by. */
+    for (int n = 0; n < N; n += 4) {
+        int nr = N - n < 4 ? N - n : 4;
+        for (int m = 0; m < M; m += 2) {
+            int mr = M - m < 2 ? M - m : 2;
+            small_block_4x2(mr, nr, K, A + (size_t)m * lda, lda, W + (size_t)n * ldw, ldw, beta,
+                            C + (size_t)m * ldc + n, ldc);
+        }
+    }
+}
+#else
+void pe_gemm_nt_small(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                      float beta, float *C, int ldc) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float s = 0;
+            for (int k = 0; k < K; k++) s += A[(size_t)m * lda + k] * W[(size_t)n * ldw + k];
+            float *c = &C[(size_t)m * ldc + n];
+            *c = beta != 0 ? s + beta * *c : s;
+        }
+}
+#endif
+
+void pe_gemm_nt(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (M <= PE_GEMM_SMALL_M) {
+        pe_gemm_nt_small(M, N, K, A, lda, W, ldw, beta, C, ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, W, ldw, beta, C, ldc);
+}
+
+void pe_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+
+void pe_add_bias(float *y, int rows, int n, int ld, const float *b) {
+    for (int r = 0; r < rows; r++) {
+        float *row = y + (size_t)r * ld;
+        for (int i = 0; i < n; i++) row[i] += b[i];
+    }
+}
+
+void pe_scale(float *x, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+}
+
+/* ----------------------------------------------------------- LayerNorm */
+
+void pe_layernorm_ref(const float *x, float *y, int d, const float *g, const float *b, float eps) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < d; i++) mean += x[i];
+    mean /= d;
+    for (int i = 0; i < d; i++) var += (x[i] - mean) * (x[i] - mean);
+    var /= d;
+    double inv = 1.0 / sqrt(var + eps);
+    for (int i = 0; i < d; i++) y[i] = (float)((x[i] - mean) * inv) * g[i] + b[i];
+}
+
+#ifdef PERCEPT_AVX2
+void pe_layernorm(const float *x, float *y, int d, const float *g, const float *b, float eps) {
+    __m256 s = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= d; i += 8) s = _mm256_add_ps(s, _mm256_loadu_ps(x + i));
+    double sum = hsum8(s);
+    for (; i < d; i++) sum += x[i];
+    float mean = (float)(sum / d);
+    __m256 vm = _mm256_set1_ps(mean), q = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= d; i += 8) {
+        __m256 t = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        q = _mm256_fmadd_ps(t, t, q);
+    }
+    double sq = hsum8(q);
+    for (; i < d; i++) sq += (double)(x[i] - mean) * (x[i] - mean);
+    float inv = (float)(1.0 / sqrt(sq / d + eps));
+    __m256 vi = _mm256_set1_ps(inv);
+    for (i = 0; i + 8 <= d; i += 8) {
+        __m256 t = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm), vi);
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(t, _mm256_loadu_ps(g + i), _mm256_loadu_ps(b + i)));
+    }
+    for (; i < d; i++) y[i] = (x[i] - mean) * inv * g[i] + b[i];
+}
+#else
+void pe_layernorm(const float *x, float *y, int d, const float *g, const float *b, float eps) {
+    pe_layernorm_ref(x, y, d, g, b, eps);
+}
+#endif
+
+/* ------------------------------------------------------- exp, erf, GELU */
+
+void pe_gelu_ref(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+}
+
+float pe_softmax_exp_ref(float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    return (float)sum;
+}
+
+#ifdef PERCEPT_AVX2
+/* Cephes expf: range reduction by ln 2 in two parts, degree-5 polynomial;
+ * about 1 ulp on the range softmax and erf use. */
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f));
+    __m256 fx = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f));
+    fx = _mm256_floor_ps(fx);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, z, x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
+    e = _mm256_slli_epi32(e, 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* erf as PyTorch's Vectorized<float>::erf (Abramowitz-Stegun 7.1.26). */
+static inline __m256 erf8(__m256 x) {
+    const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+    __m256 sign = _mm256_and_ps(x, sign_mask);
+    __m256 a = _mm256_andnot_ps(sign_mask, x);
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, one));
+    __m256 p = _mm256_set1_ps(1.061405429f);
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+    p = _mm256_mul_ps(p, t);
+    __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a)));
+    __m256 r = _mm256_fnmadd_ps(p, e, one);
+    return _mm256_or_ps(r, sign);
+}
+
+void pe_gelu(float *x, size_t n) {
+    const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f);
+    const __m256 rs2 = _mm256_set1_ps((float)M_SQRT1_2);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        __m256 e = erf8(_mm256_mul_ps(v, rs2));
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_mul_ps(half, v), _mm256_add_ps(one, e)));
+    }
+    if (i < n) pe_gelu_ref(x + i, n - i);
+}
+
+float pe_softmax_exp(float *x, int n) {
+    __m256 vmx = _mm256_set1_ps(-INFINITY);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) vmx = _mm256_max_ps(vmx, _mm256_loadu_ps(x + i));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmx), _mm256_extractf128_ps(vmx, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float mx = _mm_cvtss_f32(m4);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    vmx = _mm256_set1_ps(mx);
+    __m256 s = _mm256_setzero_ps();
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), vmx));
+        _mm256_storeu_ps(x + i, e);
+        s = _mm256_add_ps(s, e);
+    }
+    float sum = hsum8(s);
+    for (; i < n; i++) { x[i] = expf(x[i] - mx); sum += x[i]; }
+    return sum;
+}
+#else
+void pe_gelu(float *x, size_t n) { pe_gelu_ref(x, n); }
+float pe_softmax_exp(float *x, int n) { return pe_softmax_exp_ref(x, n); }
+#endif
+
+/* ---------------------------------------------------------------- RoPE */
+
+void pe_rope(float *v, const float *c, const float *s, int npairs) {
+    for (int i = 0; i < npairs; i++) {
+        float u = v[2 * i], w = v[2 * i + 1];
+        v[2 * i] = u * c[i] - w * s[i];
+        v[2 * i + 1] = w * c[i] + u * s[i];
+    }
+}

@@ -1,0 +1,57 @@
+/* pe_kernels: the numeric building blocks of the PE_core forward passes
+ * (encoder-internal).
+ *
+ * Every vectorized kernel has a plain scalar reference (`*_ref`) next to
+ * it; tests/encoder_conformance/test_pe_kernels.c checks one against the
+ * other. Without AVX2 (PERCEPT_AVX2 unset at build time) the fast entry
+ * points are the references themselves. All functions are pure and
+ * thread-safe; matrices are row-major with explicit leading dimensions.
+ */
+#ifndef PERCEPT_PE_KERNELS_H
+#define PERCEPT_PE_KERNELS_H
+
+#include <stddef.h>
+
+/* C[M,N] = A[M,K] . W[N,K]^T + beta*C  (a linear layer: W is [out, in]).
+ * Small M goes to pe_gemm_nt_small (W streamed once), the rest to
+ * OpenBLAS. beta is 0 or 1. */
+void pe_gemm_nt(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                float beta, float *C, int ldc);
+/* C[M,N] = A[M,K] . B[K,N] + beta*C. */
+void pe_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc);
+/* Register-blocked A.W^T for M <= ~16: every W row is read from memory
+ * once for all rows of A (the text tower's shape). */
+void pe_gemm_nt_small(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                      float beta, float *C, int ldc);
+void pe_gemm_nt_ref(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                    float beta, float *C, int ldc);
+/* M at or below which pe_gemm_nt uses the small kernel. */
+#define PE_GEMM_SMALL_M 16
+
+/* y[i] += b[i] over `rows` rows of n values (leading dimension ld). */
+void pe_add_bias(float *y, int rows, int n, int ld, const float *b);
+
+/* y = (x - mean) / sqrt(var + eps) * g + b over d values (biased var). */
+void pe_layernorm(const float *x, float *y, int d, const float *g, const float *b, float eps);
+void pe_layernorm_ref(const float *x, float *y, int d, const float *g, const float *b, float eps);
+
+/* Exact-erf GELU in place: x = 0.5 x (1 + erf(x / sqrt 2)). The fast
+ * version evaluates erf like PyTorch's vectorized CPU kernel
+ * (Abramowitz-Stegun 7.1.26, |error| < 1.5e-7); the reference uses erff. */
+void pe_gelu(float *x, size_t n);
+void pe_gelu_ref(float *x, size_t n);
+
+/* x[i] = exp(x[i] - max(x)) for i < n; returns the sum of the results.
+ * The caller divides (softmax without the extra pass). */
+float pe_softmax_exp(float *x, int n);
+float pe_softmax_exp_ref(float *x, int n);
+
+/* Rotates `npairs` adjacent pairs (v[2i], v[2i+1]) by the angle whose
+ * cosine and sine are c[i], s[i]: (u c - w s, w c + u s). */
+void pe_rope(float *v, const float *c, const float *s, int npairs);
+
+/* y[i] = x[i] * s */
+void pe_scale(float *x, size_t n, float s);
+
+#endif

@@ -1,0 +1,320 @@
+/* pe_vision: the PE_core vision tower forward pass (pe-core.md, "Vision
+ * tower").
+ *
+ * DESIGN: activations of the whole batch live as one row-major matrix
+ * [n*T, W] in the context's scratch (planned at pe_ctx_new). Each layer is
+ * three parallel regions over the context's pool:
+ *   A  row blocks:  ln_1 -> qkv GEMM -> RoPE on q, k (q pre-scaled)
+ *   B  (item, head, query block): softmax(q k^T) v with two sgemm calls,
+ *      the score block staying in the thread's cache-sized scratch
+ *   C  row blocks:  out_proj -> +residual -> ln_2 -> c_fc -> GELU ->
+ *      c_proj -> +residual, the MLP hidden rows never leaving the thread
+ * Row tasks are independent, so no barrier is needed inside A or C.
+ * Never does: allocate, touch the model (read-only), or call the trace
+ * hook from a worker thread (item-0 rows are copied to the trace buffer
+ * and emitted by the caller thread between regions).
+ */
+#include "encoder/pe_kernels.h"
+#include "encoder/pe_model_impl.h"
+
+#include "common/perr.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct vjob {
+    pe_ctx *c;
+    const pe_model *m;
+    int n;                   /* items */
+    int T, W, R;             /* tokens per item, width, rows = n*T */
+    int layer;
+    const float *pixels;
+    /* trace buffers (item 0), NULL when not tracing */
+    float *tr_ln1, *tr_attn, *tr_mlp;
+    float *out;
+} vjob;
+
+static int row_tasks(const vjob *j) { return (j->R + j->c->rows_blk - 1) / j->c->rows_blk; }
+
+/* ------------------------------------------------------ patch embedding */
+
+/* Task = one row block of the n*P patch rows: im2col then one GEMM. */
+static void patch_task(void *arg, int task, int thread) {
+    vjob *j = arg;
+    const pe_model *m = j->m;
+    const pe_config *cfg = &m->cfg;
+    int p = cfg->patch_size, g = m->grid, P = g * g, S = cfg->image_size, W = j->W;
+    int K = 3 * p * p;
+    int total = j->n * P;
+    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    if (r1 > total) r1 = total;
+    float *col = j->c->ts[thread].b; /* rows_blk x 3p^2, see pe_ctx_new */
+    for (int r = r0; r < r1; r++) {
+        int b = r / P, pi = r % P, py = pi / g, px = pi % g;
+        const float *img = j->pixels + (size_t)b * 3 * S * S;
+        float *dst = col + (size_t)(r - r0) * K;
+        for (int ch = 0; ch < 3; ch++)
+            for (int ky = 0; ky < p; ky++) {
+                memcpy(dst, img + ((size_t)ch * S + py * p + ky) * S + px * p, p * sizeof(float));
+                dst += p;
+            }
+    }
+    /* Destination rows are not contiguous across items (cls row), so the
+     * GEMM is done per item segment of this block. */
+    int off = cfg->use_cls_token ? 1 : 0;
+    for (int r = r0; r < r1;) {
+        int b = r / P, pi = r % P;
+        int seg = P - pi < r1 - r ? P - pi : r1 - r;
+        float *dst = j->c->vx + ((size_t)b * j->T + off + pi) * W;
+        pe_gemm_nt(seg, W, K, col + (size_t)(r - r0) * K, K, m->v.conv1, K, 0.0f, dst, W);
+        r += seg;
+    }
+}
+
+/* Task = one item: cls token, position embedding, ln_pre. */
+static void embed_task(void *arg, int b, int thread) {
+    vjob *j = arg;
+    const pe_model *m = j->m;
+    int W = j->W;
+    float *x = j->c->vx + (size_t)b * j->T * W;
+    if (m->v.cls) memcpy(x, m->v.cls, W * sizeof(float));
+    for (int t = 0; t < j->T; t++) {
+        float *row = x + (size_t)t * W;
+        const float *pe = m->v.posemb + (size_t)t * W;
+        for (int i = 0; i < W; i++) row[i] += pe[i];
+    }
+}
+
+static void ln_rows_task(void *arg, int task, int thread) {
+    vjob *j = arg;
+    const pe_ln *ln = (j->layer < 0) ? &j->m->v.ln_pre : &j->m->v.ln_post;
+    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    if (r1 > j->R) r1 = j->R;
+    for (int r = r0; r < r1; r++) {
+        float *x = j->c->vx + (size_t)r * j->W;
+        pe_layernorm(x, x, j->W, ln->g, ln->b, PE_LN_EPS);
+    }
+}
+
+/* ------------------------------------------------------------- blocks */
+
+static void copy_item0_rows(float *tr, const float *src, int r0, int r1, int T, int W, int ld) {
+    if (!tr || r0 >= T) return;
+    for (int r = r0; r < r1 && r < T; r++) memcpy(tr + (size_t)r * W, src + (size_t)(r - r0) * ld, W * sizeof(float));
+}
+
+/* A: ln_1 -> qkv -> RoPE(q, k), q scaled by 1/sqrt(hd). */
+static void qkv_task(void *arg, int task, int thread) {
+    vjob *j = arg;
+    const pe_model *m = j->m;
+    const pe_block *bl = &m->v.blocks[j->layer];
+    pe_tscratch *ts = &j->c->ts[thread];
+    int W = j->W, T = j->T, H = m->cfg.heads, hd = W / H, half = hd / 2;
+    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    if (r1 > j->R) r1 = j->R;
+    int rb = r1 - r0;
+    float *h = ts->a;
+    for (int r = 0; r < rb; r++)
+        pe_layernorm(j->c->vx + (size_t)(r0 + r) * W, h + (size_t)r * W, W, bl->ln1.g, bl->ln1.b, PE_LN_EPS);
+    copy_item0_rows(j->tr_ln1, h, r0, r1, T, W, W);
+    float *qkv = j->c->vqkv + (size_t)r0 * 3 * W;
+    pe_gemm_nt(rb, 3 * W, W, h, W, bl->qkv.w, W, 0.0f, qkv, 3 * W);
+    pe_add_bias(qkv, rb, 3 * W, 3 * W, bl->qkv.b);
+    float scale = 1.0f / sqrtf((float)hd);
+    int first = m->cfg.use_cls_token ? 1 : 0;
+    for (int r = r0; r < r1; r++) {
+        int t = r % T;
+        float *q = j->c->vqkv + (size_t)r * 3 * W, *k = q + W;
+        if (t >= first) {
+            const float *cs = m->v.rope_cos + (size_t)t * half, *sn = m->v.rope_sin + (size_t)t * half;
+            for (int hh = 0; hh < H; hh++) {
+                pe_rope(q + hh * hd, cs, sn, half);
+                pe_rope(k + hh * hd, cs, sn, half);
+            }
+        }
+        pe_scale(q, W, scale);
+    }
+}
+
+/* B: one (item, head, query block). */
+static void attn_task(void *arg, int task, int thread) {
+    vjob *j = arg;
+    const pe_model *m = j->m;
+    int W = j->W, T = j->T, H = m->cfg.heads, hd = W / H, qb = j->c->q_blk;
+    int nqb = (T + qb - 1) / qb;
+    int b = task / (H * nqb), rem = task % (H * nqb), hh = rem / nqb, q0 = (rem % nqb) * qb;
+    int nq = T - q0 < qb ? T - q0 : qb;
+    const float *base = j->c->vqkv + (size_t)b * T * 3 * W;
+    const float *Q = base + (size_t)q0 * 3 * W + hh * hd;
+    const float *K = base + W + hh * hd;
+    const float *V = base + 2 * W + hh * hd;
+    float *S = j->c->ts[thread].s;
+    float *sums = S + (size_t)qb * T;
+    pe_gemm_nt(nq, T, hd, Q, 3 * W, K, 3 * W, 0.0f, S, T);
+    for (int i = 0; i < nq; i++) sums[i] = pe_softmax_exp(S + (size_t)i * T, T);
+    float *O = j->c->vattn + ((size_t)b * T + q0) * W + hh * hd;
+    pe_gemm_nn(nq, hd, T, S, T, V, 3 * W, 0.0f, O, W);
+    for (int i = 0; i < nq; i++) pe_scale(O + (size_t)i * W, hd, 1.0f / sums[i]);
+}
+
+static void residual(float *x, const float *y, const float *gamma, int n) {
+    if (gamma)
+        for (int i = 0; i < n; i++) x[i] += gamma[i] * y[i];
+    else
+        for (int i = 0; i < n; i++) x[i] += y[i];
+}
+
+/* C: out_proj, residual, ln_2, MLP, residual. */
+static void mlp_task(void *arg, int task, int thread) {
+    vjob *j = arg;
+    const pe_model *m = j->m;
+    const pe_block *bl = &m->v.blocks[j->layer];
+    pe_tscratch *ts = &j->c->ts[thread];
+    int W = j->W, T = j->T, F = bl->fc.out;
+    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    if (r1 > j->R) r1 = j->R;
+    int rb = r1 - r0;
+    float *a = ts->a, *hid = ts->b;
+    float *x = j->c->vx + (size_t)r0 * W;
+    pe_gemm_nt(rb, W, W, j->c->vattn + (size_t)r0 * W, W, bl->out.w, W, 0.0f, a, W);
+    pe_add_bias(a, rb, W, W, bl->out.b);
+    copy_item0_rows(j->tr_attn, a, r0, r1, T, W, W);
+    for (int r = 0; r < rb; r++) residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls1, W);
+    for (int r = 0; r < rb; r++)
+        pe_layernorm(x + (size_t)r * W, a + (size_t)r * W, W, bl->ln2.g, bl->ln2.b, PE_LN_EPS);
+    pe_gemm_nt(rb, F, W, a, W, bl->fc.w, W, 0.0f, hid, F);
+    pe_add_bias(hid, rb, F, F, bl->fc.b);
+    pe_gelu(hid, (size_t)rb * F);
+    pe_gemm_nt(rb, W, F, hid, F, bl->proj.w, F, 0.0f, a, W);
+    pe_add_bias(a, rb, W, W, bl->proj.b);
+    copy_item0_rows(j->tr_mlp, a, r0, r1, T, W, W);
+    for (int r = 0; r < rb; r++) residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls2, W);
+}
+
+/* ------------------------------------------------------ attention pool */
+
+/* ln_post, then k and v of the pool for these rows (into vqkv cols W..3W). */
+static void pool_kv_task(void *arg, int task, int thread) {
+    vjob *j = arg;
+    const pe_model *m = j->m;
+    int W = j->W;
+    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    if (r1 > j->R) r1 = j->R;
+    int rb = r1 - r0;
+    float *x = j->c->vx + (size_t)r0 * W;
+    for (int r = 0; r < rb; r++)
+        pe_layernorm(x + (size_t)r * W, x + (size_t)r * W, W, m->v.ln_post.g, m->v.ln_post.b, PE_LN_EPS);
+    float *kv = j->c->vqkv + (size_t)r0 * 3 * W + W;
+    pe_gemm_nt(rb, 2 * W, W, x, W, m->v.pool_qkv.w + (size_t)W * W, W, 0.0f, kv, 3 * W);
+    pe_add_bias(kv, rb, 2 * W, 3 * W, m->v.pool_qkv.b + W);
+}
+
+/* One item: probe attention over its T tokens, out_proj, + MLP, @ proj. */
+static void pool_item_task(void *arg, int b, int thread) {
+    vjob *j = arg;
+    const pe_model *m = j->m;
+    const pe_config *cfg = &m->cfg;
+    int W = j->W, T = j->T, H = cfg->pool_heads, hd = W / H, D = cfg->output_dim;
+    pe_tscratch *ts = &j->c->ts[thread];
+    float *s = ts->s;                 /* [T] scores */
+    float *att = ts->a;               /* [W] */
+    float *y = ts->a + W;             /* [W] */
+    float *h = ts->a + 2 * W;         /* [W] */
+    float *hid = ts->b;               /* [pool mlp] */
+    const float *kv = j->c->vqkv + (size_t)b * T * 3 * W;
+    for (int hh = 0; hh < H; hh++) {
+        const float *q = m->v.probe_q + hh * hd;
+        for (int t = 0; t < T; t++) {
+            const float *k = kv + (size_t)t * 3 * W + W + hh * hd;
+            float acc = 0;
+            for (int i = 0; i < hd; i++) acc += q[i] * k[i];
+            s[t] = acc;
+        }
+        float inv = 1.0f / pe_softmax_exp(s, T);
+        float *o = att + hh * hd;
+        for (int i = 0; i < hd; i++) o[i] = 0;
+        for (int t = 0; t < T; t++) {
+            const float *v = kv + (size_t)t * 3 * W + 2 * W + hh * hd;
+            float p = s[t] * inv;
+            for (int i = 0; i < hd; i++) o[i] += p * v[i];
+        }
+    }
+    pe_gemm_nt(1, W, W, att, W, m->v.pool_out.w, W, 0.0f, y, W);
+    pe_add_bias(y, 1, W, W, m->v.pool_out.b);
+    if (b == 0 && j->tr_attn) memcpy(j->tr_attn, y, W * sizeof(float));
+    pe_layernorm(y, h, W, m->v.pool_ln.g, m->v.pool_ln.b, PE_LN_EPS);
+    int F = m->v.pool_fc.out;
+    pe_gemm_nt(1, F, W, h, W, m->v.pool_fc.w, W, 0.0f, hid, F);
+    pe_add_bias(hid, 1, F, F, m->v.pool_fc.b);
+    pe_gelu(hid, F);
+    pe_gemm_nt(1, W, F, hid, F, m->v.pool_proj.w, F, 0.0f, h, W);
+    pe_add_bias(h, 1, W, W, m->v.pool_proj.b);
+    for (int i = 0; i < W; i++) y[i] += h[i];
+    if (b == 0 && j->tr_mlp) memcpy(j->tr_mlp, y, W * sizeof(float));
+    pe_gemm_nn(1, D, W, y, W, m->v.proj, D, 0.0f, j->out + (size_t)b * D, D);
+}
+
+/* ---------------------------------------------------------- the tower */
+
+int pe_vision_forward(pe_ctx *c, const float *pixels, int n, float *out) {
+    const pe_model *m = c->m;
+    const pe_config *cfg = &m->cfg;
+    vjob j = {.c = c, .m = m, .n = n, .T = m->v_tokens, .W = cfg->width, .pixels = pixels, .out = out};
+    j.R = n * j.T;
+    int W = j.W, T = j.T, g = m->grid, P = g * g;
+    int tracing = c->trace != NULL;
+    if (tracing) {
+        j.tr_ln1 = c->trbuf;
+        j.tr_attn = c->trbuf + (size_t)T * W;
+        j.tr_mlp = c->trbuf + 2 * (size_t)T * W;
+        int hd = W / cfg->heads;
+        /* angle table in the golden's layout: both dims of a pair */
+        float *ang = c->trbuf;
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < hd; i++) ang[(size_t)t * hd + i] = m->v.rope_ang[(size_t)t * (hd / 2) + i / 2];
+        pe_trace_emit(c, "rope_freq", ang, (size_t)T * hd);
+    }
+
+    int patch_tasks = (n * P + c->rows_blk - 1) / c->rows_blk;
+    pe_pool_run(c->pool, patch_tasks, patch_task, &j);
+    if (tracing) {
+        int off = cfg->use_cls_token ? 1 : 0;
+        for (int ch = 0; ch < W; ch++)
+            for (int pi = 0; pi < P; pi++) c->trbuf[(size_t)ch * P + pi] = c->vx[(size_t)(off + pi) * W + ch];
+        pe_trace_emit(c, "v_conv1", c->trbuf, (size_t)W * P);
+    }
+    pe_pool_run(c->pool, n, embed_task, &j);
+    pe_trace_emit(c, "v_embed", c->vx, (size_t)T * W);
+    j.layer = -1;
+    pe_pool_run(c->pool, row_tasks(&j), ln_rows_task, &j);
+    pe_trace_emit(c, "v_ln_pre", c->vx, (size_t)T * W);
+
+    int nqb = (T + c->q_blk - 1) / c->q_blk;
+    char name[48];
+    for (int l = 0; l < cfg->layers; l++) {
+        j.layer = l;
+        pe_pool_run(c->pool, row_tasks(&j), qkv_task, &j);
+        pe_pool_run(c->pool, n * cfg->heads * nqb, attn_task, &j);
+        pe_pool_run(c->pool, row_tasks(&j), mlp_task, &j);
+        if (tracing) {
+            snprintf(name, sizeof name, "v_block%d_ln1", l);
+            pe_trace_emit(c, name, j.tr_ln1, (size_t)T * W);
+            snprintf(name, sizeof name, "v_block%d_attn", l);
+            pe_trace_emit(c, name, j.tr_attn, (size_t)T * W);
+            snprintf(name, sizeof name, "v_block%d_mlp", l);
+            pe_trace_emit(c, name, j.tr_mlp, (size_t)T * W);
+            snprintf(name, sizeof name, "v_block%d", l);
+            pe_trace_emit(c, name, c->vx, (size_t)T * W);
+        }
+    }
+    pe_pool_run(c->pool, row_tasks(&j), pool_kv_task, &j);
+    pe_trace_emit(c, "v_ln_post", c->vx, (size_t)T * W);
+    pe_pool_run(c->pool, n, pool_item_task, &j);
+    if (tracing) {
+        pe_trace_emit(c, "v_pool_attn", j.tr_attn, W);
+        pe_trace_emit(c, "v_pool", j.tr_mlp, W);
+        pe_trace_emit(c, "v_final", out, cfg->output_dim);
+    }
+    return PERR_OK;
+}
