@@ -64,7 +64,11 @@ uint64_t pe_model_fingerprint(const pe_model *m);
 
 typedef struct pe_ctx_opts {
     int max_batch;        /* largest n passed to pe_encode_* (default 8) */
-    int n_threads;        /* threads for this context's forward passes (default 1) */
+    int n_threads;        /* threads for this context's forward passes (default 1);
+                             the context owns a pool of n_threads-1 workers.
+                             pe_ctx_new sets OpenBLAS to one thread (process-
+                             wide): size n_threads x concurrent contexts to
+                             the cores (docs/encoder.md). */
 } pe_ctx_opts;
 
 void pe_ctx_opts_default(pe_ctx_opts *o);
@@ -82,9 +86,12 @@ int pe_encode_ids(pe_ctx *c, const int32_t *ids, int n, float *out);
  * forward passes, named as in the fixtures' traces without the "trace_img_"/
  * "trace_txt_" prefix ("v_conv1", "v_embed", "v_ln_pre", "v_block0_ln1",
  * "v_block0_attn", "v_block0_mlp", "v_block0", ..., "v_ln_post",
- * "v_pool_attn", "v_pool", "t_tok", "t_embed", "t_block0_ln1",
- * "t_block0_attn", "t_block0", "t_ln_final", "t_pooled"), for batch item 0,
- * in the layout of those goldens. NULL switches it off. */
+ * "v_pool_attn", "v_pool", "v_final", "rope_freq", "t_tok", "t_embed",
+ * "t_block0_ln1", "t_block0_attn", "t_block0_mlp", "t_block0", ...,
+ * "t_ln_final", "t_pooled", "t_final"), for batch item 0, in the layout of
+ * those goldens. While a hook is set, text passes compute all context
+ * positions (normally they stop at the end-of-text token). Called on the
+ * thread that called pe_encode_*. NULL switches it off. */
 typedef void (*pe_trace_fn)(void *user, const char *name, const float *data, size_t n);
 void pe_ctx_set_trace(pe_ctx *c, pe_trace_fn fn, void *user);
 
