@@ -248,7 +248,9 @@ typedef struct st_change {
 } st_change;
 
 /* Callbacks of st_changes/st_scan_*: return 0 to go on, > 0 to stop (the
- * scan then returns 0), < 0 (a perr code) to stop and fail with it. */
+ * scan then returns 0), < 0 (a perr code) to stop and fail with it. A
+ * callback may read through the same transaction but must not write to it
+ * (collect ids and write after the scan). */
 typedef int (*st_change_fn)(void *ud, const st_change *c);
 
 /* Calls fn for every change of coll with seq > after_seq, in seq order.
