@@ -29,8 +29,9 @@
  * Errors: int perr codes (common/perr.h), message in perr_msg(). LMDB's
  * MDB_MAP_FULL becomes PERR_FULL; a record that does not decode becomes
  * PERR_FORMAT naming the sub-database and key. When a write operation fails
- * with anything else than PERR_INVALID, PERR_NOT_FOUND or PERR_EXISTS (the
- * checks made before anything is written), the write transaction is dead:
+ * with anything else than PERR_INVALID, PERR_NOT_FOUND, PERR_EXISTS or
+ * PERR_TOO_LARGE (the checks made before anything is written), the write
+ * transaction is dead:
  * every later call on it fails, st_txn_commit() fails, and the caller
  * aborts it. Nothing committed earlier is touched.
  */

@@ -18,12 +18,19 @@
 #include <time.h>
 
 #define VEC_KEY 12   /* coll u32 | item u64 */
-#define SEG_KEY 14   /* coll u32 | item u64 | idx u16 */
+#define SEG_KEY 16   /* coll u32 | item u64 | idx u32 */
 #define SEG_HDR 16   /* f64 start, f64 end */
 #define HASH_KEY (4 + ST_HASH_LEN)
 #define CHG_KEY 12   /* coll u32 | seq u64 */
 #define CHG_VAL 16   /* u8 op, 3 x 0, u32 n_segments, u64 item */
 #define IDX_KEY_MAX 512
+/* Alignment: a leaf node is an 8-byte header, the key, then the value, and
+ * LMDB packs nodes downwards from the (aligned) page end. With 12-byte
+ * vector keys and 16-byte segment keys + 16-byte segment headers every node
+ * of these tables is a multiple of 4 bytes long, so the floats in the map
+ * are 4-byte aligned (overflow pages are page-aligned): st_item_vector and
+ * the scans hand out map pointers, and the copy in st_txn_floats is only a
+ * safety net. */
 
 static void vec_key(unsigned char *k, uint32_t coll, uint64_t id) {
     st_be32(k, coll);
@@ -31,8 +38,7 @@ static void vec_key(unsigned char *k, uint32_t coll, uint64_t id) {
 }
 static void seg_key(unsigned char *k, uint32_t coll, uint64_t id, uint32_t idx) {
     vec_key(k, coll, id);
-    k[12] = (unsigned char)(idx >> 8);
-    k[13] = (unsigned char)idx;
+    st_be32(k + 12, idx);
 }
 
 static int finite_floats(const float *v, int n) {
@@ -70,17 +76,6 @@ static int item_head(st_txn *txn, uint64_t id, uint32_t *coll, uint32_t *n_segme
     ST_GET(*coll, b + 4);
     if (n_segments) ST_GET(*n_segments, b + 80);
     return PERR_OK;
-}
-
-static int item_store(st_txn *txn, const st_item *it) {
-    unsigned char *rec, k[8];
-    size_t len;
-    int rc = st_item_encode(it, &rec, &len);
-    if (rc) return rc;
-    st_be64(k, it->id);
-    rc = st_put(txn, ST_T_ITEMS, k, 8, rec, len, 0);
-    free(rec);
-    return rc;
 }
 
 static int change_put(st_txn *txn, st_collection *c, st_op op, uint64_t item,
@@ -376,10 +371,10 @@ int st_item_segments(st_txn *txn, uint64_t id, st_segment **segs, size_t *n) {
                                 "%u its record says", (unsigned long long)id, ns);
             break;
         }
-        unsigned idx = (unsigned)((unsigned char *)k.mv_data)[12] << 8 | ((unsigned char *)k.mv_data)[13];
+        uint32_t idx = st_rbe32((unsigned char *)k.mv_data + 12);
         if (idx != cnt) {
             code = perr_set(PERR_FORMAT, "segments: item %llu: segment %u where %zu expected",
-                            (unsigned long long)id, idx, cnt);
+                            (unsigned long long)id, (unsigned)idx, cnt);
             break;
         }
         if (!(out[cnt].vec = st_txn_floats(txn, vb, (size_t)dim))) {
@@ -451,9 +446,15 @@ static int label_change(st_txn *txn, uint64_t id, const char *label, int add) {
     st_item upd = *it;
     upd.labels = l;
     upd.n_labels = n;
-    if ((rc = item_store(txn, &upd)) == 0)
-        rc = label_index_put(txn, it->coll, label, id, add);
-    if (rc) st_poison(txn, rc);
+    unsigned char *rec, k8[8];
+    size_t len;
+    if ((rc = st_item_encode(&upd, &rec, &len)) == 0) { /* too large: txn still usable */
+        st_be64(k8, id);
+        rc = st_put(txn, ST_T_ITEMS, k8, 8, rec, len, 0);
+        free(rec);
+        if (!rc) rc = label_index_put(txn, it->coll, label, id, add);
+        if (rc) st_poison(txn, rc);
+    }
     free(l);
     st_item_free(it);
     return rc;
@@ -740,7 +741,7 @@ int st_scan_segments(st_txn *txn, uint32_t coll, uint64_t after_id, st_seg_fn fn
         if ((code = seg_decode(&k, &v, dim, &s, &vb))) break;
         const unsigned char *kb = k.mv_data;
         uint64_t item = st_rbe64(kb + 4);
-        uint32_t idx = (uint32_t)kb[12] << 8 | kb[13];
+        uint32_t idx = st_rbe32(kb + 12);
         if ((uintptr_t)vb & 3) { memcpy(scratch, vb, (size_t)dim * 4); s.vec = scratch; }
         else s.vec = vb;
         int r = fn(ud, item, idx, &s, dim);
