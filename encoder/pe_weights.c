@@ -290,6 +290,14 @@ static int st_parse(pe_weights *w) {
         return perr_set(PERR_FORMAT, "safetensors header is not valid JSON (error near byte %zu)", at);
     }
     int rc = PERR_OK;
+    /* Only white-space padding may follow the JSON value. */
+    for (const char *p = end, *e = (const char *)w->base + 8 + hlen; p && p < e; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            rc = perr_set(PERR_FORMAT, "safetensors header: bytes after the JSON object at byte %zu",
+                          (size_t)(p - (const char *)w->base));
+            goto out;
+        }
+    }
     if (!cJSON_IsObject(root)) { rc = perr_set(PERR_FORMAT, "safetensors header is not a JSON object"); goto out; }
     const uint8_t *data = w->base + 8 + hlen;
     size_t data_len = w->size - 8 - (size_t)hlen;
