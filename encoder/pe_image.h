@@ -1,0 +1,116 @@
+/* pe_image: decoding and preprocessing of still images for the PE encoder,
+ * hardened against hostile files (docs/media.md).
+ *
+ * Pipeline: content sniffing (never the file name) -> libvips loader chosen
+ * by us (JPEG, PNG, WebP, GIF, TIFF, HEIF/AVIF) -> header check against
+ * pe_image_limits before any pixel is read -> embedded ICC profile to sRGB,
+ * CMYK/16-bit/Lab to 8-bit sRGB -> streamed, row by row, through a faithful
+ * port of Pillow's antialiased bilinear resize (horizontal pass first, 8-bit
+ * intermediate, 22-bit fixed-point weights; RGBA resized premultiplied) ->
+ * EXIF orientation applied to the result -> (v/255 - 0.5)/0.5, planar RGB.
+ * Peak memory does not grow with the image for JPEG/PNG/WebP/TIFF strips.
+ *
+ * Thread safety: every function may be called from several threads at once.
+ * pe_image_init() runs once (pthread_once); it disables the libvips
+ * operation cache, blocks libvips' "untrusted" loaders and sets libvips'
+ * own thread count to 1 unless $VIPS_CONCURRENCY says otherwise.
+ */
+#ifndef PERCEPT_PE_IMAGE_H
+#define PERCEPT_PE_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pe_image_limits {
+    int64_t max_pixels;    /* width * height, as stored (default 100 MP) */
+    int max_side;          /* width and height (default 32768) */
+    size_t max_file_bytes; /* encoded size (default 256 MiB) */
+    int max_pages;         /* pages/frames declared by the header (default 10000) */
+} pe_image_limits;
+
+void pe_image_limits_default(pe_image_limits *l);
+
+typedef struct pe_image_info {
+    int width, height, bands; /* as stored, before rotation */
+    int orientation;          /* EXIF orientation 1..8 (1 when absent) */
+    char format[16];          /* "jpeg", "png", "webp", "gif", "tiff", "heif" */
+    int has_alpha;
+    int pages;                /* pages/frames in the file (page 0 is used) */
+} pe_image_info;
+
+/* libvips initialisation; once per process, thread-safe. Every other call
+ * of this module calls it. */
+int pe_image_init(void);
+/* libvips' own worker threads (default 1: percept parallelises per file). */
+void pe_image_set_vips_threads(int n);
+
+/* Options of the _ex calls; pe_image_opts_default() gives what the plain
+ * calls use. */
+typedef struct pe_image_opts {
+    pe_image_limits limits;
+    int out_w, out_h;   /* output size (the plain calls: size x size) */
+    int autorotate;     /* apply EXIF orientation (default 1) */
+    int icc;            /* import embedded ICC profiles to sRGB (default 1) */
+} pe_image_opts;
+
+void pe_image_opts_default(pe_image_opts *o, int size);
+
+/* Decode + EXIF orientation + sRGB + premultiplied squash-resize to
+ * size x size + normalize to [-1,1]: out is planar [3, size, size] float32
+ * RGB. info (may be NULL) describes the file. Errors name the file: "x.jpg:
+ * truncated JPEG", "y.gif: 65535x65535 exceeds the 100 MP limit". */
+int pe_image_preprocess_file(const char *path, int size, const pe_image_limits *lim,
+                             float *out, pe_image_info *info);
+int pe_image_preprocess_buffer(const void *buf, size_t len, const char *label, int size,
+                               const pe_image_limits *lim, float *out, pe_image_info *info);
+/* Either path, or buf/len (label names it in messages). out: [3, out_h, out_w]. */
+int pe_image_preprocess_ex(const char *path, const void *buf, size_t len, const char *label,
+                           const pe_image_opts *o, float *out, pe_image_info *info);
+
+/* Already-decoded 8-bit RGB (video frames), rows stride bytes apart: same
+ * resize + normalize. */
+int pe_image_preprocess_rgb(const uint8_t *rgb, int w, int h, size_t stride, int size,
+                            float *out);
+int pe_image_preprocess_rgb_wh(const uint8_t *rgb, int w, int h, size_t stride,
+                               int out_w, int out_h, float *out);
+
+/* Decoded 8-bit pixels before any resize, interleaved, in the file's own
+ * layout after the colour step: 1 (grey), 2 (grey+alpha), 3 (RGB) or 4
+ * (RGBA) bands (*bands). Orientation and ICC per o (out_w/out_h ignored).
+ * For tools and conformance tests: the whole image is held in memory.
+ * Caller frees *pix with free(). */
+int pe_image_decode_u8(const char *path, const pe_image_opts *o, uint8_t **pix, int *w,
+                       int *h, int *bands, pe_image_info *info);
+
+/* Content sniffing, never by file name. */
+typedef enum {
+    PE_MEDIA_UNKNOWN = 0,
+    PE_MEDIA_IMAGE,
+    PE_MEDIA_VIDEO,
+    PE_MEDIA_ANIMATION /* animated GIF/WebP */
+} pe_media_kind;
+
+/* Kind of the bytes in head[0..len): 64 bytes decide images and videos; an
+ * animated GIF is recognised when the head reaches its NETSCAPE2.0 block or
+ * second frame (pe_media_sniff_file reads 4 KiB). */
+pe_media_kind pe_media_sniff(const void *head, size_t len);
+/* Finer result: a short lower-case format name ("jpeg", "png", "gif",
+ * "webp", "tiff", "heif", "avif", "bmp", "svg", "pdf", "html", "mp4",
+ * "quicktime", "matroska", "avi", ...; "unknown"). */
+pe_media_kind pe_media_sniff_format(const void *head, size_t len, const char **format);
+/* Opens a regular file for reading: O_NONBLOCK|O_NOCTTY|O_CLOEXEC, so a
+ * FIFO or a device never blocks; refuses anything that is not a regular
+ * file (PERR_UNSUPPORTED), an empty file (PERR_FORMAT) and a file larger
+ * than max_bytes (PERR_TOO_LARGE; 0 = no limit). *size gets its size. */
+int pe_media_open(const char *path, size_t max_bytes, int *fd, size_t *size);
+/* Opens path with O_NONBLOCK and refuses FIFOs, directories, devices and
+ * sockets with a clear error (never blocks); reads the first 4 KiB. */
+int pe_media_sniff_file(const char *path, pe_media_kind *kind);
+int pe_media_sniff_file_format(const char *path, pe_media_kind *kind, const char **format);
+
+/* A small JPEG thumbnail (longest side <= max_side, upright, sRGB, alpha
+ * flattened on white) for result pages; default limits. Caller frees
+ * *jpeg with free(). */
+int pe_image_thumbnail_jpeg(const char *path, int max_side, void **jpeg, size_t *len);
+
+#endif
