@@ -146,11 +146,29 @@ static int vips_fail(int code, const char *label, const char *fmt, const char *w
 
 /* ---- opening: sniff, loader, header checks --------------------------------- */
 
+typedef struct src_ctx src_ctx;
 typedef struct src_ctx {
     VipsSource *src;
     const char *fmt;    /* sniffed */
     const char *label;  /* path or caller's label */
 } src_ctx;
+
+static int check_dims(const src_ctx *s, int w, int h, const pe_image_limits *lim) {
+    if (w <= 0 || h <= 0)
+        return perr_set(PERR_FORMAT, "%s: %s header declares %dx%d pixels", s->label,
+                        fmt_upper(s->fmt), w, h);
+    if (lim->max_pixels > 0 && (int64_t)w * h > lim->max_pixels) {
+        if (lim->max_pixels % 1000000 == 0)
+            return perr_set(PERR_TOO_LARGE, "%s: %dx%d exceeds the %lld MP limit", s->label, w, h,
+                            (long long)(lim->max_pixels / 1000000));
+        return perr_set(PERR_TOO_LARGE, "%s: %dx%d exceeds the %lld-pixel limit", s->label, w, h,
+                        (long long)lim->max_pixels);
+    }
+    if (lim->max_side > 0 && (w > lim->max_side || h > lim->max_side))
+        return perr_set(PERR_TOO_LARGE, "%s: %dx%d exceeds the %d-pixel side limit", s->label, w,
+                        h, lim->max_side);
+    return PERR_OK;
+}
 
 static int accepted_image(const char *fmt) {
     return !strcmp(fmt, "jpeg") || !strcmp(fmt, "png") || !strcmp(fmt, "gif") ||
@@ -222,6 +240,17 @@ static int src_open(const char *path, const void *buf, size_t len, const char *l
         s->src = vips_source_new_from_memory(buf, len);
     }
     if (!s->src) return vips_fail(PERR_IO, s->label, s->fmt, "cannot open");
+    /* GIF: libnsgif sizes its canvas from the logical screen; refuse a
+     * huge one before libvips scans the frames. */
+    if (!strcmp(s->fmt, "gif") && hn >= 10) {
+        const uint8_t *h = path ? head : buf;
+        int w = h[6] | h[7] << 8, hh = h[8] | h[9] << 8;
+        if (w > 0 && hh > 0 && (rc = check_dims(s, w, hh, lim))) {
+            g_object_unref(s->src);
+            s->src = NULL;
+            return rc;
+        }
+    }
     return PERR_OK;
 }
 
@@ -273,20 +302,8 @@ static void fill_info(const src_ctx *s, VipsImage *im, pe_image_info *info) {
 
 /* The limits, from the header alone. */
 static int check_header(const src_ctx *s, VipsImage *im, const pe_image_limits *lim) {
-    int w = im->Xsize, h = im->Ysize;
-    if (w <= 0 || h <= 0)
-        return perr_set(PERR_FORMAT, "%s: %s header declares %dx%d pixels", s->label,
-                        fmt_upper(s->fmt), w, h);
-    if (lim->max_pixels > 0 && (int64_t)w * h > lim->max_pixels) {
-        if (lim->max_pixels % 1000000 == 0)
-            return perr_set(PERR_TOO_LARGE, "%s: %dx%d exceeds the %lld MP limit", s->label, w, h,
-                            (long long)(lim->max_pixels / 1000000));
-        return perr_set(PERR_TOO_LARGE, "%s: %dx%d exceeds the %lld-pixel limit", s->label, w, h,
-                        (long long)lim->max_pixels);
-    }
-    if (lim->max_side > 0 && (w > lim->max_side || h > lim->max_side))
-        return perr_set(PERR_TOO_LARGE, "%s: %dx%d exceeds the %d-pixel side limit", s->label, w,
-                        h, lim->max_side);
+    int rc = check_dims(s, im->Xsize, im->Ysize, lim);
+    if (rc) return rc;
     if (im->Bands < 1 || im->Bands > 8)
         return perr_set(PERR_UNSUPPORTED, "%s: %d bands per pixel", s->label, im->Bands);
     if (im->Coding != VIPS_CODING_NONE)
