@@ -90,9 +90,10 @@ typedef enum {
     PE_MEDIA_ANIMATION /* animated GIF/WebP */
 } pe_media_kind;
 
-/* Kind of the bytes in head[0..len): 64 bytes decide images and videos; an
- * animated GIF is recognised when the head reaches its NETSCAPE2.0 block or
- * second frame (pe_media_sniff_file reads 4 KiB). */
+/* Kind of the bytes in head[0..len): 64 bytes decide images and videos
+ * (an MPEG-TS needs 377). An animated WebP says so in its header; a GIF is
+ * an animation only if head reaches its second frame (pe_media_sniff_file
+ * walks the whole GIF block structure for that). */
 pe_media_kind pe_media_sniff(const void *head, size_t len);
 /* Finer result: a short lower-case format name ("jpeg", "png", "gif",
  * "webp", "tiff", "heif", "avif", "bmp", "svg", "pdf", "html", "mp4",
@@ -104,7 +105,8 @@ pe_media_kind pe_media_sniff_format(const void *head, size_t len, const char **f
  * than max_bytes (PERR_TOO_LARGE; 0 = no limit). *size gets its size. */
 int pe_media_open(const char *path, size_t max_bytes, int *fd, size_t *size);
 /* Opens path with O_NONBLOCK and refuses FIFOs, directories, devices and
- * sockets with a clear error (never blocks); reads the first 4 KiB. */
+ * sockets with a clear error (never blocks); reads the first 4 KiB (GIFs:
+ * up to their second frame). */
 int pe_media_sniff_file(const char *path, pe_media_kind *kind);
 int pe_media_sniff_file_format(const char *path, pe_media_kind *kind, const char **format);
 

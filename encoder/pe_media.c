@@ -30,37 +30,67 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Walks the GIF block structure as far as the head reaches: two image
- * descriptors, or a looping application extension, mean an animation. */
-static int gif_is_animated(const uint8_t *h, size_t len) {
+/* A byte source for the GIF walk: a buffer, or a file read in chunks. */
+typedef struct byte_src {
+    const uint8_t *buf;
+    size_t len;       /* bytes in buf */
+    size_t base;      /* file offset of buf[0] */
+    int fd;           /* -1: buf is everything there is */
+    uint8_t *chunk;   /* fd mode: our buffer */
+    size_t cap;
+} byte_src;
+
+/* Byte at offset off, or -1 past the end (or on a read error). */
+static int byte_at(byte_src *s, size_t off) {
+    if (off >= s->base && off < s->base + s->len) return s->buf[off - s->base];
+    if (s->fd < 0) return -1;
+    ssize_t n;
+    do n = pread(s->fd, s->chunk, s->cap, (off_t)off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1;
+    s->buf = s->chunk, s->len = (size_t)n, s->base = off;
+    return s->buf[0];
+}
+
+/* Walks the GIF block structure (header, colour tables, extensions, image
+ * descriptors, LZW sub-blocks) until a second frame (animated: 1), the
+ * trailer (still: 0) or the end of the bytes (unknown: -1). Frames count,
+ * not the NETSCAPE2.0 loop block: encoders (libvips among them) write it
+ * for still images too. */
+static int gif_walk(byte_src *s) {
+    int flags = byte_at(s, 10);
+    if (flags < 0) return -1;
     size_t p = 13;
-    if (len < p) return 0;
-    if (h[10] & 0x80) p += 3u * (1u << ((h[10] & 7) + 1)); /* global colour table */
+    if (flags & 0x80) p += 3u * (1u << ((flags & 7) + 1)); /* global colour table */
     int frames = 0;
-    while (p < len) {
-        uint8_t b = h[p];
-        if (b == 0x3B) break; /* trailer */
-        if (b == 0x21) {      /* extension: label, then sub-blocks */
-            if (p + 2 > len) break;
-            uint8_t label = h[p + 1];
+    for (;;) {
+        int b = byte_at(s, p);
+        if (b < 0) return -1;
+        if (b == 0x3B) return 0; /* trailer */
+        if (b == 0x21) {         /* extension: label, sub-blocks */
             p += 2;
-            if (label == 0xFF && p + 12 <= len && h[p] == 11 &&
-                (!memcmp(h + p + 1, "NETSCAPE2.0", 11) || !memcmp(h + p + 1, "ANIMEXTS1.0", 11)))
-                return 1;
-        } else if (b == 0x2C) { /* image descriptor */
+        } else if (b == 0x2C) {  /* image descriptor */
             if (++frames >= 2) return 1;
-            if (p + 10 > len) break;
-            uint8_t f = h[p + 9];
+            int f = byte_at(s, p + 9);
+            if (f < 0) return -1;
             p += 10;
             if (f & 0x80) p += 3u * (1u << ((f & 7) + 1)); /* local colour table */
             p += 1;                                          /* LZW minimum code size */
         } else {
-            break; /* corrupt: the decoder will say so */
+            return -1; /* corrupt: the decoder will say so */
         }
-        while (p < len && h[p] != 0) p += 1u + h[p]; /* sub-blocks */
-        p++;                                          /* block terminator */
+        for (;;) { /* sub-blocks up to the 0 terminator */
+            int n = byte_at(s, p);
+            if (n < 0) return -1;
+            p += 1u + (unsigned)n;
+            if (n == 0) break;
+        }
     }
-    return 0;
+}
+
+static int gif_is_animated(const uint8_t *h, size_t len) {
+    byte_src s = {h, len, 0, -1, NULL, 0};
+    return gif_walk(&s) == 1;
 }
 
 /* ISO base media (ftyp box): HEIF/AVIF stills or MP4/QuickTime videos. */
@@ -268,9 +298,20 @@ int pe_media_sniff_file_format(const char *path, pe_media_kind *kind, const char
     do n = pread(fd, head, sizeof head, 0);
     while (n < 0 && errno == EINTR);
     int e = errno;
+    if (n < 0) {
+        close(fd);
+        return perr_errno(e, "%s: read", path);
+    }
+    const char *fmt;
+    *kind = pe_media_sniff_format(head, (size_t)n, &fmt);
+    if (format) *format = fmt;
+    if (*kind == PE_MEDIA_IMAGE && !strcmp(fmt, "gif")) {
+        /* the head rarely reaches a second frame: walk the file */
+        uint8_t chunk[16384];
+        byte_src s = {head, (size_t)n, 0, fd, chunk, sizeof chunk};
+        if (gif_walk(&s) == 1) *kind = PE_MEDIA_ANIMATION;
+    }
     close(fd);
-    if (n < 0) return perr_errno(e, "%s: read", path);
-    *kind = pe_media_sniff_format(head, (size_t)n, format);
     return PERR_OK;
 }
 
