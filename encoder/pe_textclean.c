@@ -339,7 +339,7 @@ static void fix_character_width(const ustr *in, ustr *out) {
             utf8proc_int32_t buf[8];
             int last = 0;
             utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)c, buf, 8,
-                                                         UTF8PROC_COMPAT | UTF8PROC_STABLE, &last);
+                                                         UTF8PROC_COMPAT | UTF8PROC_DECOMPOSE | UTF8PROC_STABLE, &last);
             if (k > 0 && k <= 8) {
                 k = utf8proc_reencode(buf, k, UTF8PROC_COMPAT | UTF8PROC_STABLE | UTF8PROC_COMPOSE);
                 if (k > 0) {
