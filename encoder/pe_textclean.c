@@ -825,7 +825,18 @@ static void fix_segment(fixer *f, ustr *s, int unescape) {
 
 #define FTFY_MAX_DECODE_LENGTH 1000000
 
+/* Plain ASCII without '&', ESC, CR or other control characters is left
+ * unchanged by every fix: the common case, answered without copying. */
+static int ftfy_identity(const ustr *t) {
+    for (size_t i = 0; i < t->n; i++) {
+        uint32_t c = t->c[i];
+        if (c >= 0x7F || c == '&' || (c < 0x20 && c != '\t' && c != '\n' && c != '\f')) return 0;
+    }
+    return 1;
+}
+
 static void fix_text(ustr *text) {
+    if (ftfy_identity(text)) return;
     fixer f = {0};
     ustr out = {0}, seg = {0};
     int unescape = 1;   /* "auto": off from the first segment with '<' */

@@ -5,8 +5,13 @@
 #include "tests/common/testlib.h"
 
 #include <cjson/cJSON.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
 
 static pe_tokenizer *load_vocab(void) {
     char *path = t_path("%s/bpe_simple_vocab_16e6.txt.gz", t_fixtures());
@@ -95,8 +100,67 @@ static void test_context_lengths(void) {
     pe_tokenizer_free(tok);
 }
 
+/* `percept tokenize` prints the golden ids, one JSON array per line, for
+ * all 60 texts in one call (every string passed as its own argument). */
+static void test_cli_prints_golden(void) {
+    const char *exe = getenv("PERCEPT_EXE");
+    REQUIRE(exe && *exe);
+    size_t len = 0, n_ids = 0;
+    char *path = t_path("%s/tiny-a/golden/texts.json", t_fixtures());
+    char *json = t_read_file(path, &len);
+    free(path);
+    int32_t *gold = t_golden_i32("tiny-a", "text_ids", &n_ids);
+    cJSON *root = json ? cJSON_ParseWithLength(json, len) : NULL;
+    cJSON *texts = cJSON_GetObjectItem(root, "texts");
+    int n = cJSON_GetArraySize(texts);
+    char *vocab = t_path("%s/bpe_simple_vocab_16e6.txt.gz", t_fixtures());
+    char **argv = calloc((size_t)n + 8, sizeof *argv);
+    int a = 0;
+    argv[a++] = (char *)exe; argv[a++] = "tokenize"; argv[a++] = "--vocab"; argv[a++] = vocab;
+    argv[a++] = "--context"; argv[a++] = "32"; argv[a++] = "--";
+    for (int i = 0; i < n; i++)
+        argv[a++] = (char *)cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(texts, i), "text"));
+    int fd[2];
+    REQUIRE(pipe(fd) == 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd[1], 1);
+    posix_spawn_file_actions_addclose(&fa, fd[0]);
+    pid_t pid;
+    int rc = posix_spawn(&pid, exe, &fa, NULL, argv, environ);
+    close(fd[1]);
+    CHECK_EQ_INT(rc, 0);
+    FILE *f = fdopen(fd[0], "r");
+    char *line = NULL;
+    size_t cap = 0;
+    int got = 0;
+    while (rc == 0 && getline(&line, &cap, f) > 0) {
+        char want[1024];
+        size_t k = 0;
+        want[k++] = '[';
+        for (int j = 0; j < 32; j++)
+            k += (size_t)snprintf(want + k, sizeof want - k, j ? ",%d" : "%d", gold[32 * got + j]);
+        snprintf(want + k, sizeof want - k, "]\n");
+        if (got < n && strcmp(line, want)) t_fail(__FILE__, __LINE__, "line %d: %s want %s", got + 1, line, want);
+        got++;
+    }
+    fclose(f);
+    int status = 0;
+    if (rc == 0) waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_EQ_INT(got, 60);
+    posix_spawn_file_actions_destroy(&fa);
+    free(line);
+    free(argv);
+    free(vocab);
+    free(gold);
+    cJSON_Delete(root);
+    free(json);
+}
+
 int main(void) {
     T_RUN(test_golden_ids);
     T_RUN(test_context_lengths);
+    T_RUN(test_cli_prints_golden);
     return t_done();
 }
