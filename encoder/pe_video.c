@@ -212,8 +212,14 @@ static size_t peek_head(pe_video *v, uint8_t *buf, size_t n) {
 
 /* ---- demuxer and decoder ----------------------------------------------- */
 
+static int budget_fail(const pe_video *v);
+
+/* 0 while within the wall-clock budget, else the error. */
 static int time_left(const pe_video *v) {
-    if (av_gettime_relative() <= v->deadline_us) return 0;
+    return av_gettime_relative() <= v->deadline_us ? 0 : budget_fail(v);
+}
+
+static int budget_fail(const pe_video *v) {
     return pe_video_fail(v, PERR_TOO_LARGE, "decoding took longer than max_seconds_decoding (%g s)",
                          v->lim.max_seconds_decoding);
 }
@@ -273,7 +279,7 @@ static int demux_open(pe_video *v) {
     r = avformat_open_input(&v->fmt, v->label, ifmt, &opts);
     av_dict_free(&opts);
     if (r < 0) { /* avformat_open_input freed v->fmt */
-        if (r == AVERROR_EXIT) return time_left(v) ? PERR_TOO_LARGE : PERR_TOO_LARGE;
+        if (r == AVERROR_EXIT) return budget_fail(v);
         return pe_video_fail(v, av_to_perr(r), "cannot open %s container: %s", fname,
                              av_err(r, eb, sizeof eb));
     }
@@ -322,7 +328,7 @@ static int demux_open(pe_video *v) {
 
     r = avformat_find_stream_info(v->fmt, NULL);
     if (r < 0) {
-        if (r == AVERROR_EXIT) return time_left(v) ? PERR_TOO_LARGE : PERR_TOO_LARGE;
+        if (r == AVERROR_EXIT) return budget_fail(v);
         return pe_video_fail(v, av_to_perr(r), "cannot read stream parameters: %s",
                              av_err(r, eb, sizeof eb));
     }
@@ -408,7 +414,7 @@ static int next_frame(pe_video *v, AVFrame *f) {
         }
         r = av_read_frame(v->fmt, v->pkt);
         if (r < 0) {
-            if (r == AVERROR_EXIT) return time_left(v) ? PERR_TOO_LARGE : PERR_TOO_LARGE;
+            if (r == AVERROR_EXIT) return budget_fail(v);
             if (r == AVERROR(ENOMEM)) return perr_set(PERR_NOMEM, "%s: demuxing", v->label);
             /* EOF, or a truncated or corrupt tail: what decoded so far stands. */
             if (r != AVERROR_EOF) v->read_error = r;
@@ -713,7 +719,7 @@ static int scan_packets(pe_video *v, int64_t *last, int64_t *gap, int64_t *count
         if ((rc = time_left(v))) break;
         int r = av_read_frame(v->fmt, v->pkt);
         if (r < 0) {
-            if (r == AVERROR_EXIT) { rc = time_left(v) ? PERR_TOO_LARGE : PERR_TOO_LARGE; break; }
+            if (r == AVERROR_EXIT) { rc = budget_fail(v); break; }
             if (r == AVERROR(ENOMEM)) { rc = perr_set(PERR_NOMEM, "%s: demuxing", v->label); break; }
             done = 1; /* EOF or a corrupt tail: the end of what is delivered */
             break;
@@ -783,6 +789,7 @@ static int measure(pe_video *v) {
             last = INT64_MIN; /* bound hit: the claim stands */
     }
     if ((rc = rewind_start(v))) return rc;
+    st = v->st; /* a rewind may have reopened the demuxer */
     if (have_index) {
         if (idx_gap > 0) gap = idx_gap;
         if (last == INT64_MIN) last = idx_last;
@@ -998,6 +1005,8 @@ int pe_video_sample(pe_video *v, const double *times, int n, int max_side, pe_fr
     for (int i = 0; i < n; i++)
         if (isnan(times[i])) return perr_set(PERR_INVALID, "%s: time %d is NaN", v->label, i);
     if (n == 0) return PERR_OK;
+    if (!v->webp && (!v->fmt || !v->dec))
+        return perr_set(PERR_INVALID, "%s: handle unusable after an earlier error", v->label);
     tls_avmsg[0] = 0;
     int *order = malloc(sizeof *order * (size_t)n);
     if (!order) return perr_set(PERR_NOMEM, "%s: sampling %d times", v->label, n);

@@ -344,6 +344,37 @@ static void test_seek_and_forward(void) {
     pe_video_close(v);
 }
 
+/* A second call going back in time, in every format (GIF cannot seek:
+ * it reopens; WebP reloads its sequential pages). */
+static void test_back_in_time(void) {
+    REQUIRE(g_ready);
+    const char *files[] = {"clip.mp4", "clip.webm", "clip.mkv", "rot90.mov", "clip.gif", "clip.webp"};
+    for (int f = 0; f < 6; f++) {
+        char *p = tmp(files[f]);
+        pe_video *v = NULL;
+        int rc = pe_video_open(p, NULL, &v);
+        free(p);
+        if (rc) {
+            t_fail(__FILE__, __LINE__, "%s: %s", files[f], perr_msg());
+            continue;
+        }
+        got g;
+        memset(&g, 0, sizeof g);
+        g.rot = pe_video_info_get(v)->rotation;
+        const double late = 9.3, early[2] = {5.5, 0.3};
+        CHECK_OK(pe_video_sample(v, &late, 1, 160, collect, &g));
+        CHECK_OK(pe_video_sample(v, early, 2, 160, collect, &g));
+        CHECK_EQ_INT(g.n, 3);
+        const int want[3] = {4, 0, 2};
+        for (int k = 0; k < g.n && k < 3; k++)
+            if (g.photo[k] != want[k])
+                t_fail(__FILE__, __LINE__, "%s: frame %d shows photo %d, expected %d", files[f], k,
+                       g.photo[k], want[k]);
+        CHECK(pe_video_info_get(v)->frames_decoded < 300);
+        pe_video_close(v);
+    }
+}
+
 /* Times before the start and after the end give the first and last frame;
  * no frame is decoded twice for them. */
 static void test_out_of_range_times(void) {
@@ -566,6 +597,16 @@ static void test_not_videos(void) {
     expect_refused(p, PERR_UNSUPPORTED, "still WebP");
     free(p);
 
+    /* A 30-byte GIF whose screen and frame claim 65535 x 65535: refused
+     * from the header, nothing allocated for it. */
+    static const uint8_t huge_gif[] = {'G', 'I', 'F', '8', '9', 'a', 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0,
+                                       0x2C, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0,
+                                       2, 2, 0x44, 0x01, 0, 0x3B};
+    p = write_copy("huge.gif", huge_gif, sizeof huge_gif);
+    REQUIRE(p);
+    expect_refused(p, PERR_TOO_LARGE, "65535x65535 GIF");
+    free(p);
+
     pe_video *v = NULL;
     CHECK_ERR(pe_video_open(g_dir, NULL, &v), PERR_INVALID);
     p = tmp("does-not-exist.mp4");
@@ -758,8 +799,9 @@ static void test_last_frame_lasts_hours(void) {
     pe_video_uniform_times(in, 8, t);
     got g;
     memset(&g, 0, sizeof g);
-    CHECK_OK(pe_video_sample(v, t, 8, 160, count_only, &g.n));
+    CHECK_OK(pe_video_sample(v, t, 8, 160, collect, &g));
     CHECK_EQ_INT(g.n, 8);
+    for (int k = 0; k < g.n; k++) CHECK_EQ_INT(g.photo[k], k < 4 ? 2 : 3); /* chelsea, coffee */
     CHECK(in->frames_decoded <= 4);
     pe_video_close(v);
 }
@@ -774,6 +816,7 @@ int main(void) {
     T_RUN(test_gif);
     T_RUN(test_animated_webp);
     T_RUN(test_seek_and_forward);
+    T_RUN(test_back_in_time);
     T_RUN(test_out_of_range_times);
     T_RUN(test_buffer_equals_file);
     T_RUN(test_full_size_and_threads);
