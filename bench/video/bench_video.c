@@ -126,7 +126,7 @@ int main(int argc, char **argv) {
         while (fgets(line, sizeof line, f))
             if (!strncmp(line, "model name", 10)) {
                 char *c = strchr(line, ':');
-                snprintf(cpu, sizeof cpu, "%s", c ? c + 2 : line);
+                snprintf(cpu, sizeof cpu, "%.200s", c ? c + 2 : line);
                 cpu[strcspn(cpu, "\n")] = 0;
                 break;
             }
