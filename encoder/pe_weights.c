@@ -484,7 +484,9 @@ static int zip_member(const uint8_t *b, size_t size, const zip_archive *z, const
  *
  * Objects live in one pool and are referred to by index, so that the memo
  * and containers share them without ownership questions; the pool is freed
- * at once. No object graph is ever walked recursively. Only the constructors
+ * at once. The pool grows by realloc: a pk_obj pointer is never used after
+ * a pk_new/pk_push_new (found by fuzz_weights_pickle). No object graph is
+ * ever walked recursively. Only the constructors
  * of the allow-list below can be called; nothing is imported or executed.
  */
 
@@ -693,13 +695,15 @@ static int pk_persid(pk *k, int pid) {
         return PK_ERR(k, PERR_FORMAT, "storage '%.*s': %lld %s elements need %llu bytes, its member has %llu",
                       (int)key->slen, key->s, (long long)numel, dtype_name(dt),
                       (unsigned long long)((uint64_t)numel * dtype_size(dt)), (unsigned long long)dlen);
-    int idx;
+    const char *ks = key->s;
+    size_t kl = key->slen;
+    int idx; /* pk_new may move the pool: no pk_obj pointer survives it */
     if ((rc = pk_new(k, O_STORAGE, &idx))) return rc;
     pk_obj *s = &k->o[idx];
     s->sub = (uint8_t)dt;
     s->i = numel;
-    s->s = key->s;
-    s->slen = key->slen;
+    s->s = ks;
+    s->slen = kl;
     s->data = d;
     return pk_push(k, idx);
 }

@@ -485,6 +485,32 @@ static void test_pickle_structure(void) {
     }
 }
 
+/* Regression (fuzz_weights_pickle): the object pool moved under a storage
+ * being created. Padding with objects puts that creation at every pool
+ * growth boundary; ASan checks the reads. */
+static void test_pool_growth_at_storage(void) {
+    ck_tensor st = {.name = "s", .dtype = PE_DT_F32, .ndim = 1, .shape = {6}, .data = pattern};
+    for (int pad = 0; pad < 80; pad++) {
+        ckbuf p = {0}, z = {0};
+        ck_pk_proto(&p, 2);
+        for (int i = 0; i < pad; i++) { ck_pk_op(&p, 'N'); ck_pk_op(&p, '0'); }
+        ck_pk_op(&p, '}');
+        ck_pk_unicode(&p, "w");
+        ck_pk_tensor(&p, "FloatStorage", "0", 6, 0, 1, (int64_t[]){6}, (int64_t[]){1});
+        ck_pk_op(&p, 's');
+        ck_pk_op(&p, '.');
+        ck_pt_zip(&z, &p, &st, 1, NULL);
+        pe_weights *w;
+        void *keep;
+        CHECK_OK(open_copy(z.p, z.n, &w, &keep));
+        if (w) CHECK(!memcmp(pe_weights_find(w, "w")->data, pattern, 24));
+        pe_weights_close(w);
+        free(keep);
+        ck_free(&p);
+        ck_free(&z);
+    }
+}
+
 static void test_compressed_member(void) {
     ck_tensor t = {.name = "x", .dtype = PE_DT_F32, .ndim = 1, .shape = {6}, .data = pattern};
     ckbuf b = {0};
@@ -578,6 +604,7 @@ int main(void) {
     T_RUN(test_malicious_pickle);
     T_RUN(test_storage_geometry);
     T_RUN(test_pickle_structure);
+    T_RUN(test_pool_growth_at_storage);
     T_RUN(test_compressed_member);
     T_RUN(test_lying_header);
     T_RUN(test_open_path);
