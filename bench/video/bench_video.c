@@ -10,7 +10,8 @@
  *               costs; the frame budget is lifted for it)
  * Frames are delivered at max_side 448 (PE-Core-L input), decoder threads
  * from argv[1] (default 1). A checksum of all delivered pixels is printed
- * so a fast but wrong build shows.
+ * so a fast but wrong build shows. `bench_video [threads] [quick]`: quick
+ * uses 6 s and 60 s files (a smoke run; numbers not comparable).
  */
 #define _GNU_SOURCE
 #include "common/perr.h"
@@ -113,8 +114,11 @@ static int run(const char *path, int mode, int threads, double *wall, int64_t *d
 int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 1;
     if (threads < 1) threads = 1;
-    const char *files[2] = {make_file("1080p-60s.mp4", "1920x1080", 60),
-                            make_file("480p-600s.mp4", "854x480", 600)};
+    int quick = argc > 2 && !strcmp(argv[2], "quick");
+    const char *files[2] = {quick ? make_file("1080p-6s.mp4", "1920x1080", 6)
+                                  : make_file("1080p-60s.mp4", "1920x1080", 60),
+                            quick ? make_file("480p-60s.mp4", "854x480", 60)
+                                  : make_file("480p-600s.mp4", "854x480", 600)};
     if (!files[0] || !files[1]) {
         fprintf(stderr, "bench_video: ffmpeg could not generate the inputs\n");
         return 1;
