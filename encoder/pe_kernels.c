@@ -36,62 +36,96 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
-/* Four W rows x two A rows; K tail scalar. */
-static void small_block_4x2(int mrows, int nrows, int K, const float *A, int lda,
-                            const float *W, int ldw, float beta, float *C, int ldc) {
-    __m256 acc[2][4];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 4; j++) acc[i][j] = _mm256_setzero_ps();
-    const float *a0 = A, *a1 = A + (mrows > 1 ? lda : 0);
-    const float *w0 = W, *w1 = W + (nrows > 1 ? ldw : 0), *w2 = W + (nrows > 2 ? 2 * (size_t)ldw : 0),
-                *w3 = W + (nrows > 3 ? 3 * (size_t)ldw : 0);
-    int k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 x0 = _mm256_loadu_ps(a0 + k), x1 = _mm256_loadu_ps(a1 + k);
-        __m256 v0 = _mm256_loadu_ps(w0 + k), v1 = _mm256_loadu_ps(w1 + k);
-        __m256 v2 = _mm256_loadu_ps(w2 + k), v3 = _mm256_loadu_ps(w3 + k);
-        acc[0][0] = _mm256_fmadd_ps(x0, v0, acc[0][0]);
-        acc[0][1] = _mm256_fmadd_ps(x0, v1, acc[0][1]);
-        acc[0][2] = _mm256_fmadd_ps(x0, v2, acc[0][2]);
-        acc[0][3] = _mm256_fmadd_ps(x0, v3, acc[0][3]);
-        acc[1][0] = _mm256_fmadd_ps(x1, v0, acc[1][0]);
-        acc[1][1] = _mm256_fmadd_ps(x1, v1, acc[1][1]);
-        acc[1][2] = _mm256_fmadd_ps(x1, v2, acc[1][2]);
-        acc[1][3] = _mm256_fmadd_ps(x1, v3, acc[1][3]);
+/* MR rows of A (MR <= 4) x NR rows of W (NR <= 3), K in steps of 8 with a
+ * scalar tail. All accumulators live in registers (12 of 16 ymm for 4x3).
+ * While the first row block of A runs, the next NR rows of W are
+ * prefetched: W is streamed from memory exactly once, and without this
+ * the kernel waits on DRAM (measured 40 -> 91 GFLOP/s for M=12, K=512). */
+#define PE_SMALL_KERNEL(MR, NR)                                                                           \
+    static void small_##MR##x##NR(int K, const float *A, int lda, const float *W, int ldw, const float *bias, \
+                                  float beta, float *C, int ldc, const float *pf) {                        \
+        __m256 acc[MR][NR];                                                                              \
+        for (int i = 0; i < MR; i++)                                                                     \
+            for (int j = 0; j < NR; j++) acc[i][j] = _mm256_setzero_ps();                                \
+        int k = 0;                                                                                       \
+        for (; k + 8 <= K; k += 8) {                                                                     \
+            if (pf && !(k & 15))                                                                         \
+                for (int j = 0; j < NR; j++) {                                                           \
+                    /* long rows (c_proj): keep the current block in L1 */                              \
+                    if (K <= 1024) _mm_prefetch((const char *)(pf + (size_t)j * ldw + k), _MM_HINT_T0);   \
+                    else _mm_prefetch((const char *)(pf + (size_t)j * ldw + k), _MM_HINT_T1);             \
+                }                                                                                        \
+            __m256 w[NR];                                                                                \
+            for (int j = 0; j < NR; j++) w[j] = _mm256_loadu_ps(W + (size_t)j * ldw + k);                \
+            for (int i = 0; i < MR; i++) {                                                               \
+                __m256 a = _mm256_loadu_ps(A + (size_t)i * lda + k);                                     \
+                for (int j = 0; j < NR; j++) acc[i][j] = _mm256_fmadd_ps(a, w[j], acc[i][j]);            \
+            }                                                                                            \
+        }                                                                                                \
+        for (int i = 0; i < MR; i++)                                                                     \
+            for (int j = 0; j < NR; j++) {                                                               \
+                float s = hsum8(acc[i][j]);                                                              \
+                for (int kk = k; kk < K; kk++) s += A[(size_t)i * lda + kk] * W[(size_t)j * ldw + kk];   \
+                if (bias) s += bias[j];                                                                  \
+                float *c = &C[(size_t)i * ldc + j];                                                      \
+                *c = beta != 0 ? s + beta * *c : s;                                                      \
+            }                                                                                            \
     }
-    const float *ws[4] = {w0, w1, w2, w3};
-    const float *as[2] = {a0, a1};
-    for (int i = 0; i < mrows; i++)
-        for (int j = 0; j < nrows; j++) {
-            float s = hsum8(acc[i][j]);
-            for (int kk = k; kk < K; kk++) s += as[i][kk] * ws[j][kk];
-            float *c = &C[(size_t)i * ldc + j];
+
+/* The loops over the constant MR/NR must be unrolled so the accumulators
+ * stay in registers; the release build is -O2, so ask for it here. */
+#pragma GCC push_options
+#pragma GCC optimize("unroll-loops")
+PE_SMALL_KERNEL(4, 3)
+PE_SMALL_KERNEL(3, 3)
+PE_SMALL_KERNEL(2, 3)
+PE_SMALL_KERNEL(1, 3)
+PE_SMALL_KERNEL(4, 1)
+PE_SMALL_KERNEL(3, 1)
+PE_SMALL_KERNEL(2, 1)
+PE_SMALL_KERNEL(1, 1)
+#pragma GCC pop_options
+
+typedef void (*small_fn)(int, const float *, int, const float *, int, const float *, float, float *, int,
+                         const float *);
+
+static void small_linear(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                         const float *bias, float beta, float *C, int ldc) {
+    static const small_fn f3[5] = {NULL, small_1x3, small_2x3, small_3x3, small_4x3};
+    static const small_fn f1[5] = {NULL, small_1x1, small_2x1, small_3x1, small_4x1};
+    /* n outer: the W rows stay in L1 while every A row passes by. */
+    for (int n = 0; n < N;) {
+        int nr = N - n >= 3 ? 3 : 1;
+        const small_fn *f = nr == 3 ? f3 : f1;
+        const float *next = n + nr + 3 <= N ? W + (size_t)(n + nr) * ldw : NULL;
+        for (int m = 0; m < M; m += 4) {
+            int mr = M - m < 4 ? M - m : 4;
+            f[mr](K, A + (size_t)m * lda, lda, W + (size_t)n * ldw, ldw, bias ? bias + n : NULL, beta,
+                  C + (size_t)m * ldc + n, ldc, m == 0 ? next : NULL);
+        }
+        n += nr;
+    }
+}
+
+void pe_gemm_nt_small(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                      float beta, float *C, int ldc) {
+    small_linear(M, N, K, A, lda, W, ldw, NULL, beta, C, ldc);
+}
+#else
+static void small_linear(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
+                         const float *bias, float beta, float *C, int ldc) {
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            float s = bias ? bias[n] : 0.0f;
+            for (int k = 0; k < K; k++) s += A[(size_t)m * lda + k] * W[(size_t)n * ldw + k];
+            float *c = &C[(size_t)m * ldc + n];
             *c = beta != 0 ? s + beta * *c : s;
         }
 }
 
 void pe_gemm_nt_small(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
                       float beta, float *C, int ldc) {
-    /* n outer: the 4 W rows stay in L1 while every A row passes by. */
-    for (int n = 0; n < N; n += 4) {
-        int nr = N - n < 4 ? N - n : 4;
-        for (int m = 0; m < M; m += 2) {
-            int mr = M - m < 2 ? M - m : 2;
-            small_block_4x2(mr, nr, K, A + (size_t)m * lda, lda, W + (size_t)n * ldw, ldw, beta,
-                            C + (size_t)m * ldc + n, ldc);
-        }
-    }
-}
-#else
-void pe_gemm_nt_small(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
-                      float beta, float *C, int ldc) {
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            float s = 0;
-            for (int k = 0; k < K; k++) s += A[(size_t)m * lda + k] * W[(size_t)n * ldw + k];
-            float *c = &C[(size_t)m * ldc + n];
-            *c = beta != 0 ? s + beta * *c : s;
-        }
+    small_linear(M, N, K, A, lda, W, ldw, NULL, beta, C, ldc);
 }
 #endif
 
@@ -103,6 +137,20 @@ void pe_gemm_nt(int M, int N, int K, const float *A, int lda, const float *W, in
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, W, ldw, beta, C, ldc);
+}
+
+void pe_linear(int M, int N, int K, const float *A, int lda, const float *W, const float *bias,
+               float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (M <= PE_GEMM_SMALL_M) {
+        small_linear(M, N, K, A, lda, W, K, bias, 0.0f, C, ldc);
+        return;
+    }
+    /* C starts as the bias and sgemm accumulates (beta = 1): one pass over
+     * C instead of OpenBLAS's zeroing pass plus a bias pass. */
+    if (bias)
+        for (int m = 0; m < M; m++) memcpy(C + (size_t)m * ldc, bias, N * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, W, K, bias ? 1.0f : 0.0f, C, ldc);
 }
 
 void pe_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,

@@ -17,11 +17,16 @@
  * OpenBLAS. beta is 0 or 1. */
 void pe_gemm_nt(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
                 float beta, float *C, int ldc);
+/* A linear layer: C[M,N] = A[M,K] . W[N,K]^T + bias (bias may be NULL),
+ * W dense ([N, K], leading dimension K). */
+void pe_linear(int M, int N, int K, const float *A, int lda, const float *W, const float *bias,
+               float *C, int ldc);
 /* C[M,N] = A[M,K] . B[K,N] + beta*C. */
 void pe_gemm_nn(int M, int N, int K, const float *A, int lda, const float *B, int ldb,
                 float beta, float *C, int ldc);
 /* Register-blocked A.W^T for M <= ~16: every W row is read from memory
- * once for all rows of A (the text tower's shape). */
+ * once for all rows of A, the next rows prefetched (the text tower's
+ * shape: a few rows against large weight matrices). */
 void pe_gemm_nt_small(int M, int N, int K, const float *A, int lda, const float *W, int ldw,
                       float beta, float *C, int ldc);
 void pe_gemm_nt_ref(int M, int N, int K, const float *A, int lda, const float *W, int ldw,

@@ -29,13 +29,26 @@ typedef struct vjob {
     int n;                   /* items */
     int T, W, R;             /* tokens per item, width, rows = n*T */
     int layer;
+    int rb;                  /* rows per row task, <= c->rows_blk */
+    int nqb;                 /* query blocks per head */
     const float *pixels;
     /* trace buffers (item 0), NULL when not tracing */
     float *tr_ln1, *tr_attn, *tr_mlp;
     float *out;
 } vjob;
 
-static int row_tasks(const vjob *j) { return (j->R + j->c->rows_blk - 1) / j->c->rows_blk; }
+static int row_tasks(const vjob *j) { return (j->R + j->rb - 1) / j->rb; }
+
+/* Rows per task for `rows` rows: at most rows_blk (OpenBLAS re-packs the
+ * weights for every call, so blocks must not be too small; measured ~4%
+ * going from 64 to 256), and a task count that is a multiple of the
+ * thread count so that no thread idles at the end of a region. */
+static int pick_rb(const pe_ctx *c, int rows) {
+    int nt = c->n_threads;
+    int tasks = nt * ((rows + nt * c->rows_blk - 1) / (nt * c->rows_blk));
+    if (tasks < 1) tasks = 1;
+    return (rows + tasks - 1) / tasks;
+}
 
 /* ------------------------------------------------------ patch embedding */
 
@@ -47,7 +60,7 @@ static void patch_task(void *arg, int task, int thread) {
     int p = cfg->patch_size, g = m->grid, P = g * g, S = cfg->image_size, W = j->W;
     int K = 3 * p * p;
     int total = j->n * P;
-    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    int r0 = task * j->rb, r1 = r0 + j->rb;
     if (r1 > total) r1 = total;
     float *col = j->c->ts[thread].b; /* rows_blk x 3p^2, see pe_ctx_new */
     for (int r = r0; r < r1; r++) {
@@ -67,7 +80,7 @@ static void patch_task(void *arg, int task, int thread) {
         int b = r / P, pi = r % P;
         int seg = P - pi < r1 - r ? P - pi : r1 - r;
         float *dst = j->c->vx + ((size_t)b * j->T + off + pi) * W;
-        pe_gemm_nt(seg, W, K, col + (size_t)(r - r0) * K, K, m->v.conv1, K, 0.0f, dst, W);
+        pe_linear(seg, W, K, col + (size_t)(r - r0) * K, K, m->v.conv1, NULL, dst, W);
         r += seg;
     }
 }
@@ -89,7 +102,7 @@ static void embed_task(void *arg, int b, int thread) {
 static void ln_rows_task(void *arg, int task, int thread) {
     vjob *j = arg;
     const pe_ln *ln = (j->layer < 0) ? &j->m->v.ln_pre : &j->m->v.ln_post;
-    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    int r0 = task * j->rb, r1 = r0 + j->rb;
     if (r1 > j->R) r1 = j->R;
     for (int r = r0; r < r1; r++) {
         float *x = j->c->vx + (size_t)r * j->W;
@@ -111,7 +124,7 @@ static void qkv_task(void *arg, int task, int thread) {
     const pe_block *bl = &m->v.blocks[j->layer];
     pe_tscratch *ts = &j->c->ts[thread];
     int W = j->W, T = j->T, H = m->cfg.heads, hd = W / H, half = hd / 2;
-    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    int r0 = task * j->rb, r1 = r0 + j->rb;
     if (r1 > j->R) r1 = j->R;
     int rb = r1 - r0;
     float *h = ts->a;
@@ -119,8 +132,7 @@ static void qkv_task(void *arg, int task, int thread) {
         pe_layernorm(j->c->vx + (size_t)(r0 + r) * W, h + (size_t)r * W, W, bl->ln1.g, bl->ln1.b, PE_LN_EPS);
     copy_item0_rows(j->tr_ln1, h, r0, r1, T, W, W);
     float *qkv = j->c->vqkv + (size_t)r0 * 3 * W;
-    pe_gemm_nt(rb, 3 * W, W, h, W, bl->qkv.w, W, 0.0f, qkv, 3 * W);
-    pe_add_bias(qkv, rb, 3 * W, 3 * W, bl->qkv.b);
+    pe_linear(rb, 3 * W, W, h, W, bl->qkv.w, bl->qkv.b, qkv, 3 * W);
     float scale = 1.0f / sqrtf((float)hd);
     int first = m->cfg.use_cls_token ? 1 : 0;
     for (int r = r0; r < r1; r++) {
@@ -141,8 +153,7 @@ static void qkv_task(void *arg, int task, int thread) {
 static void attn_task(void *arg, int task, int thread) {
     vjob *j = arg;
     const pe_model *m = j->m;
-    int W = j->W, T = j->T, H = m->cfg.heads, hd = W / H, qb = j->c->q_blk;
-    int nqb = (T + qb - 1) / qb;
+    int W = j->W, T = j->T, H = m->cfg.heads, hd = W / H, nqb = j->nqb, qb = (T + nqb - 1) / nqb;
     int b = task / (H * nqb), rem = task % (H * nqb), hh = rem / nqb, q0 = (rem % nqb) * qb;
     int nq = T - q0 < qb ? T - q0 : qb;
     const float *base = j->c->vqkv + (size_t)b * T * 3 * W;
@@ -172,22 +183,19 @@ static void mlp_task(void *arg, int task, int thread) {
     const pe_block *bl = &m->v.blocks[j->layer];
     pe_tscratch *ts = &j->c->ts[thread];
     int W = j->W, T = j->T, F = bl->fc.out;
-    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    int r0 = task * j->rb, r1 = r0 + j->rb;
     if (r1 > j->R) r1 = j->R;
     int rb = r1 - r0;
     float *a = ts->a, *hid = ts->b;
     float *x = j->c->vx + (size_t)r0 * W;
-    pe_gemm_nt(rb, W, W, j->c->vattn + (size_t)r0 * W, W, bl->out.w, W, 0.0f, a, W);
-    pe_add_bias(a, rb, W, W, bl->out.b);
+    pe_linear(rb, W, W, j->c->vattn + (size_t)r0 * W, W, bl->out.w, bl->out.b, a, W);
     copy_item0_rows(j->tr_attn, a, r0, r1, T, W, W);
     for (int r = 0; r < rb; r++) residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls1, W);
     for (int r = 0; r < rb; r++)
         pe_layernorm(x + (size_t)r * W, a + (size_t)r * W, W, bl->ln2.g, bl->ln2.b, PE_LN_EPS);
-    pe_gemm_nt(rb, F, W, a, W, bl->fc.w, W, 0.0f, hid, F);
-    pe_add_bias(hid, rb, F, F, bl->fc.b);
+    pe_linear(rb, F, W, a, W, bl->fc.w, bl->fc.b, hid, F);
     pe_gelu(hid, (size_t)rb * F);
-    pe_gemm_nt(rb, W, F, hid, F, bl->proj.w, F, 0.0f, a, W);
-    pe_add_bias(a, rb, W, W, bl->proj.b);
+    pe_linear(rb, W, F, hid, F, bl->proj.w, bl->proj.b, a, W);
     copy_item0_rows(j->tr_mlp, a, r0, r1, T, W, W);
     for (int r = 0; r < rb; r++) residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls2, W);
 }
@@ -199,15 +207,14 @@ static void pool_kv_task(void *arg, int task, int thread) {
     vjob *j = arg;
     const pe_model *m = j->m;
     int W = j->W;
-    int r0 = task * j->c->rows_blk, r1 = r0 + j->c->rows_blk;
+    int r0 = task * j->rb, r1 = r0 + j->rb;
     if (r1 > j->R) r1 = j->R;
     int rb = r1 - r0;
     float *x = j->c->vx + (size_t)r0 * W;
     for (int r = 0; r < rb; r++)
         pe_layernorm(x + (size_t)r * W, x + (size_t)r * W, W, m->v.ln_post.g, m->v.ln_post.b, PE_LN_EPS);
     float *kv = j->c->vqkv + (size_t)r0 * 3 * W + W;
-    pe_gemm_nt(rb, 2 * W, W, x, W, m->v.pool_qkv.w + (size_t)W * W, W, 0.0f, kv, 3 * W);
-    pe_add_bias(kv, rb, 2 * W, 3 * W, m->v.pool_qkv.b + W);
+    pe_linear(rb, 2 * W, W, x, W, m->v.pool_qkv.w + (size_t)W * W, m->v.pool_qkv.b + W, kv, 3 * W);
 }
 
 /* One item: probe attention over its T tokens, out_proj, + MLP, @ proj. */
@@ -240,16 +247,13 @@ static void pool_item_task(void *arg, int b, int thread) {
             for (int i = 0; i < hd; i++) o[i] += p * v[i];
         }
     }
-    pe_gemm_nt(1, W, W, att, W, m->v.pool_out.w, W, 0.0f, y, W);
-    pe_add_bias(y, 1, W, W, m->v.pool_out.b);
+    pe_linear(1, W, W, att, W, m->v.pool_out.w, m->v.pool_out.b, y, W);
     if (b == 0 && j->tr_attn) memcpy(j->tr_attn, y, W * sizeof(float));
     pe_layernorm(y, h, W, m->v.pool_ln.g, m->v.pool_ln.b, PE_LN_EPS);
     int F = m->v.pool_fc.out;
-    pe_gemm_nt(1, F, W, h, W, m->v.pool_fc.w, W, 0.0f, hid, F);
-    pe_add_bias(hid, 1, F, F, m->v.pool_fc.b);
+    pe_linear(1, F, W, h, W, m->v.pool_fc.w, m->v.pool_fc.b, hid, F);
     pe_gelu(hid, F);
-    pe_gemm_nt(1, W, F, hid, F, m->v.pool_proj.w, F, 0.0f, h, W);
-    pe_add_bias(h, 1, W, W, m->v.pool_proj.b);
+    pe_linear(1, W, F, hid, F, m->v.pool_proj.w, m->v.pool_proj.b, h, W);
     for (int i = 0; i < W; i++) y[i] += h[i];
     if (b == 0 && j->tr_mlp) memcpy(j->tr_mlp, y, W * sizeof(float));
     pe_gemm_nn(1, D, W, y, W, m->v.proj, D, 0.0f, j->out + (size_t)b * D, D);
@@ -276,8 +280,10 @@ int pe_vision_forward(pe_ctx *c, const float *pixels, int n, float *out) {
         pe_trace_emit(c, "rope_freq", ang, (size_t)T * hd);
     }
 
-    int patch_tasks = (n * P + c->rows_blk - 1) / c->rows_blk;
+    j.rb = pick_rb(c, n * P);
+    int patch_tasks = (n * P + j.rb - 1) / j.rb;
     pe_pool_run(c->pool, patch_tasks, patch_task, &j);
+    j.rb = pick_rb(c, j.R);
     if (tracing) {
         int off = cfg->use_cls_token ? 1 : 0;
         for (int ch = 0; ch < W; ch++)
@@ -290,7 +296,11 @@ int pe_vision_forward(pe_ctx *c, const float *pixels, int n, float *out) {
     pe_pool_run(c->pool, row_tasks(&j), ln_rows_task, &j);
     pe_trace_emit(c, "v_ln_pre", c->vx, (size_t)T * W);
 
-    int nqb = (T + c->q_blk - 1) / c->q_blk;
+    /* Whole heads per attention task, split further only as much as
+     * needed for every thread to get the same number of tasks. */
+    j.nqb = (T + c->q_blk - 1) / c->q_blk;
+    while ((n * cfg->heads * j.nqb) % c->n_threads && j.nqb < c->n_threads * 4 && j.nqb < T) j.nqb++;
+    int nqb = j.nqb;
     char name[48];
     for (int l = 0; l < cfg->layers; l++) {
         j.layer = l;
