@@ -7,6 +7,7 @@
  */
 #include "common/perr.h"
 #include "encoder/pe.h"
+#include "encoder/pe_image.h"
 #include "tests/common/testlib.h"
 
 #include <cjson/cJSON.h>
@@ -254,6 +255,57 @@ static void test_images(void) {
     pe_ctx_free(c8);
 }
 
+/* Our own decode and resize, end to end. In the reference's mode (no ICC
+ * import, no EXIF rotation) every file must give cosine >= 0.999 with the
+ * official embedding (pe-core.md); in the default mode the same holds for
+ * every file without an embedded colour profile (rocket.jpg has Adobe RGB,
+ * which pe_image converts: bound 0.99 there). */
+static void test_image_files(void) {
+    const pe_config *cfg = pe_model_config(model);
+    int D = cfg->output_dim, S = cfg->image_size;
+    char stems[16][32];
+    int n = image_stems(stems, 16);
+    REQUIRE(n == 6);
+    pe_ctx *c = new_ctx(1, 1);
+    REQUIRE(c);
+    float *px = malloc((size_t)3 * S * S * sizeof(float));
+    float out[4096];
+    pe_image_opts ref_mode;
+    pe_image_opts_default(&ref_mode, S);
+    ref_mode.icc = 0;
+    ref_mode.autorotate = 0;
+    char *p = t_path("%s/%s/golden/inputs.json", t_fixtures(), FIX);
+    char *txt = t_read_file(p, NULL);
+    free(p);
+    cJSON *root = cJSON_Parse(txt ? txt : "");
+    free(txt);
+    for (int i = 0; i < n; i++) {
+        const char *file = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(root, "images"), i), "file")->valuestring;
+        char *path = t_path("%s/%s/%s", t_fixtures(), FIX, file);
+        char name[128];
+        snprintf(name, sizeof name, "img_%.31s_emb_norm", stems[i]);
+        float *ref = golden(name, D);
+        for (int mode = 0; mode < 2 && ref; mode++) {
+            int rc = mode ? pe_image_preprocess_file(path, S, NULL, px, NULL)
+                          : pe_image_preprocess_ex(path, NULL, 0, NULL, &ref_mode, px, NULL);
+            CHECK_OK(rc);
+            if (rc) continue;
+            CHECK_OK(pe_encode_pixels(c, px, 1, out));
+            pe_l2_normalize(out, D);
+            double cs = t_cosine(out, ref, D);
+            double bound = (mode == 1 && !strcmp(stems[i], "rocket")) ? 0.99 : 0.999;
+            printf("  %-14s file, %s mode: cosine %.7f (bound %.3f)\n", stems[i], mode ? "default" : "reference", cs,
+                   bound);
+            if (!(cs >= bound)) t_fail(__FILE__, __LINE__, "%s (%s mode): cosine %.6f < %.3f", file, mode ? "default" : "reference", cs, bound);
+        }
+        free(ref);
+        free(path);
+    }
+    cJSON_Delete(root);
+    free(px);
+    pe_ctx_free(c);
+}
+
 static void test_video_frames(void) {
     const pe_config *cfg = pe_model_config(model);
     int D = cfg->output_dim;
@@ -399,6 +451,7 @@ int main(void) {
     T_RUN(test_vision_trace);
     T_RUN(test_text_trace);
     T_RUN(test_images);
+    T_RUN(test_image_files);
     T_RUN(test_video_frames);
     T_RUN(test_texts);
     T_RUN(test_misuse);
