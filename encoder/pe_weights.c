@@ -254,6 +254,9 @@ static int st_tensor(pe_weights *w, const cJSON *e, const uint8_t *data, size_t 
 }
 
 static int st_metadata(pe_weights *w, const cJSON *m) {
+    /* cJSON keeps repeated keys: a second __metadata__ (found by fuzzing)
+     * would otherwise be appended past the first one's arrays. */
+    if (w->meta_k) return perr_set(PERR_FORMAT, "__metadata__ appears more than once");
     if (!cJSON_IsObject(m)) return perr_set(PERR_FORMAT, "__metadata__ is not an object");
     int n = cJSON_GetArraySize(m);
     w->meta_k = calloc((size_t)(n ? n : 1), sizeof *w->meta_k);

@@ -547,6 +547,8 @@ static void test_lying_header(void) {
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, PERR_FORMAT, "data_offsets"},
         {"{\"a\":5}", 8, PERR_FORMAT, "'a' is not an object"},
         {"{\"__metadata__\":{\"k\":5}}", 0, PERR_FORMAT, "value of 'k' is not a string"},
+        {"{\"__metadata__\":{\"a\":\"b\",\"c\":\"d\"},\"__metadata__\":{\"a\":\"b\",\"c\":\"d\",\"e\":\"f\"}}", 0,
+         PERR_FORMAT, "__metadata__ appears more than once"},
         {"[1,2,3]", 0, PERR_FORMAT, "not a PyTorch checkpoint"},
         {"{}", 0, PERR_OK, NULL},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}      []", 8, PERR_FORMAT, "bytes after the JSON object at byte 68"},
