@@ -188,6 +188,8 @@ typedef struct idx_stats {
     int training;          /* a training is running */
     size_t train_size;
     int dim;
+    char train_error[256]; /* why the last automatic training failed ("" if
+                              it did not); the vectors stay buffered */
 } idx_stats;
 
 void idx_get_stats(const idx *ix, idx_stats *st);
