@@ -10,10 +10,13 @@
  *
  * Index types: any FAISS factory string that builds an inner-product index,
  * e.g. "Flat" (exact), "HNSW32", "IVF1024,Flat", "IVF256,SQ8", "SQ8",
- * "SQfp16", "IVF1024,PQ32". Ids: IVF indexes keep ids natively; every other
+ * "SQfp16", "IVF1024,PQ32np" (write PQ with "np": otherwise FAISS runs its
+ * slow polysemous training). Ids: IVF indexes keep ids natively; every other
  * type is wrapped in FAISS's IndexIDMap2. A factory string that FAISS rejects
  * (or that contains "IDMap": ids are ours) fails with PERR_INVALID carrying
- * FAISS's message.
+ * FAISS's message. (FAISS's C API also prints every exception it catches to
+ * stderr; the error code and perr_msg() are what count.) Types, training,
+ * deletes, file format and thread model in detail: docs/index.md.
  *
  * Training (IVF, SQ8, PQ...): until the index is trained, added vectors go to
  * an exact flat side buffer that search, filtered search, range search and

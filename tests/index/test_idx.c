@@ -163,7 +163,7 @@ static void run_type(const type_case *tc) {
     CHECK_OK(idx_add(ix, g_q, &rm[0], 1));
     CHECK_OK(idx_search(ix, g_q, 1, 1, s, id));
     CHECK_EQ_INT(id[0], rm[0]);
-    CHECK(s[0] > (strstr(tc->factory, "PQ") ? 0.8f : 0.97f));
+    CHECK(s[0] > (strstr(tc->factory, "PQ") ? 0.5f : 0.97f)); /* PQ8 codes: coarse */
     idx_free(ix);
 }
 
@@ -175,7 +175,7 @@ static const type_case g_types[] = {
     {"IVF16,SQ8", 0.65, "nprobe", 8},
     {"SQ8", 0.90, NULL, 0},
     {"SQfp16", 0.99, NULL, 0},
-    {"IVF16,PQ16np", 0.3, "nprobe", 8}, /* np: no polysemous training (slow) */
+    {"IVF16,PQ8np", 0.2, "nprobe", 8}, /* np: no polysemous training (slow) */
     {"HNSW16,SQ8", 0.85, "efSearch", 128},
 };
 
@@ -363,7 +363,8 @@ static void test_errors(void) {
     CHECK_ERR(idx_create("Blah", D, NULL, &ix), PERR_INVALID);
     CHECK(ix == NULL);
     CHECK(strstr(perr_msg(), "Blah") != NULL);
-    CHECK_ERR(idx_create("IVF16,PQ7", D, NULL, &ix), PERR_INVALID); /* 64 % 7 != 0 */
+    /* (a factory FAISS rejects half-way, "IVF16,PQ7", is in test_idx_file.c's
+     * FAISS-rejection build: FAISS leaks on that path) */
     CHECK_ERR(idx_create("IDMap,Flat", D, NULL, &ix), PERR_INVALID);
     CHECK_ERR(idx_create("", D, NULL, &ix), PERR_INVALID);
     CHECK_ERR(idx_create("Flat", 0, NULL, &ix), PERR_INVALID);
