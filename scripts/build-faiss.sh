@@ -10,7 +10,7 @@
 set -euo pipefail
 out=$(realpath -m "${1:-build/faiss}")
 if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then variant=avx2; else variant=generic; fi
-stamp="$out/.built-1.7.3-$variant"
+stamp="$out/.built-1.7.3-$variant-2"  # -2: c_api/utils included
 [ -f "$stamp" ] && exit 0
 mkdir -p "$out/src"
 cd "$out/src"
@@ -33,14 +33,15 @@ if [ "$variant" = generic ]; then
   # own headers.
   echo "build-faiss: no AVX2 on this CPU; using Debian's generic libfaiss.a" >&2
   objs=()
-  for f in "$src"/c_api/*.cpp "$src"/c_api/impl/*.cpp; do
+  for f in "$src"/c_api/*.cpp "$src"/c_api/impl/*.cpp "$src"/c_api/utils/*.cpp; do
     [ -f "$f" ] || continue
     o="$out/capi/$(basename "${f%.cpp}").o"
     g++ -O2 -fPIC -std=c++17 -fopenmp -I/usr/include -I"$src" -c "$f" -o "$o"
     objs+=("$o")
   done
-  rm -f "$out/lib/libfaiss_c_generic.a"
-  ar rcs "$out/lib/libfaiss_c_generic.a" "${objs[@]}"
+  rm -f "$out/lib/libfaiss_c_generic.a.tmp"
+  ar rcs "$out/lib/libfaiss_c_generic.a.tmp" "${objs[@]}"
+  mv "$out/lib/libfaiss_c_generic.a.tmp" "$out/lib/libfaiss_c_generic.a"
   touch "$stamp"
   exit 0
 fi
@@ -53,14 +54,15 @@ mkdir -p "$out/lib" "$out/include/faiss" "$out/capi"
 cp "$out/cmake/faiss/libfaiss_avx2.a" "$out/lib/"
 # The C API: compiled against the same headers, archived on its own.
 objs=()
-for f in "$src"/c_api/*.cpp "$src"/c_api/impl/*.cpp; do
+for f in "$src"/c_api/*.cpp "$src"/c_api/impl/*.cpp "$src"/c_api/utils/*.cpp; do
   [ -f "$f" ] || continue
   o="$out/capi/$(basename "${f%.cpp}").o"
   g++ -O2 -fPIC -std=c++17 -fopenmp -mavx2 -mfma -mf16c -mpopcnt -I"$src" -c "$f" -o "$o"
   objs+=("$o")
 done
-rm -f "$out/lib/libfaiss_c_avx2.a"
-ar rcs "$out/lib/libfaiss_c_avx2.a" "${objs[@]}"
+rm -f "$out/lib/libfaiss_c_avx2.a.tmp"
+ar rcs "$out/lib/libfaiss_c_avx2.a.tmp" "${objs[@]}"
+mv "$out/lib/libfaiss_c_avx2.a.tmp" "$out/lib/libfaiss_c_avx2.a"
 (cd "$src" && find faiss c_api -name '*.h' -exec cp --parents {} "$out/include/" \;)
 # c_api headers are included as <faiss/c_api/...> by Debian; keep both layouts.
 mkdir -p "$out/include/faiss/c_api"; cp -r "$src"/c_api/. "$out/include/faiss/c_api/" 2>/dev/null || true
