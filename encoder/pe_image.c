@@ -35,6 +35,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <lcms2.h>
 #include <unistd.h>
 #include <vips/vips.h>
 
@@ -151,7 +152,11 @@ typedef struct src_ctx {
     VipsSource *src;
     const char *fmt;    /* sniffed */
     const char *label;  /* path or caller's label */
+    void *mem;          /* file contents, for loaders that want all of it */
+    cmsHTRANSFORM xf;   /* 8-bit RGB(A) ICC profile -> sRGB, applied per row */
 } src_ctx;
+
+static void src_close(src_ctx *s);
 
 static int check_dims(const src_ctx *s, int w, int h, const pe_image_limits *lim) {
     if (w <= 0 || h <= 0)
@@ -226,8 +231,29 @@ static int src_open(const char *path, const void *buf, size_t len, const char *l
             close(fd);
             return refuse_kind(s->label, kind, s->fmt, head, hn);
         }
-        s->src = vips_source_new_from_descriptor(fd); /* dups fd */
-        close(fd);
+        if (!strcmp(s->fmt, "webp") || !strcmp(s->fmt, "heif") || !strcmp(s->fmt, "avif")) {
+            /* libwebp and libheif decode from one buffer; libvips would
+             * mmap the file for them, and a file truncated meanwhile by
+             * another process would then raise SIGBUS. Read it (its size
+             * is within max_file_bytes). */
+            s->mem = malloc(size);
+            if (!s->mem) {
+                close(fd);
+                return perr_set(PERR_NOMEM, "%s: %zu bytes", s->label, size);
+            }
+            size_t got = 0;
+            while (got < size) {
+                ssize_t k = pread(fd, (char *)s->mem + got, size - got, (off_t)got);
+                if (k < 0 && errno == EINTR) continue;
+                if (k <= 0) break;
+                got += (size_t)k;
+            }
+            close(fd);
+            s->src = vips_source_new_from_memory(s->mem, got);
+        } else {
+            s->src = vips_source_new_from_descriptor(fd); /* dups fd */
+            close(fd);
+        }
     } else {
         if (!buf || len == 0) return perr_set(PERR_FORMAT, "%s: empty input", s->label);
         if (lim->max_file_bytes && len > lim->max_file_bytes)
@@ -239,24 +265,32 @@ static int src_open(const char *path, const void *buf, size_t len, const char *l
             return refuse_kind(s->label, kind, s->fmt, buf, hn);
         s->src = vips_source_new_from_memory(buf, len);
     }
-    if (!s->src) return vips_fail(PERR_IO, s->label, s->fmt, "cannot open");
+    if (!s->src) {
+        free(s->mem);
+        s->mem = NULL;
+        return vips_fail(PERR_IO, s->label, s->fmt, "cannot open");
+    }
     /* GIF: libnsgif sizes its canvas from the logical screen; refuse a
      * huge one before libvips scans the frames. */
     if (!strcmp(s->fmt, "gif") && hn >= 10) {
         const uint8_t *h = path ? head : buf;
         int w = h[6] | h[7] << 8, hh = h[8] | h[9] << 8;
         if (w > 0 && hh > 0 && (rc = check_dims(s, w, hh, lim))) {
-            g_object_unref(s->src);
-            s->src = NULL;
+            src_close(s);
             return rc;
         }
     }
     return PERR_OK;
 }
 
+/* After the images made from it are unreferenced. */
 static void src_close(src_ctx *s) {
     if (s->src) g_object_unref(s->src);
     s->src = NULL;
+    free(s->mem);
+    s->mem = NULL;
+    if (s->xf) cmsDeleteTransform(s->xf);
+    s->xf = NULL;
 }
 
 /* The loader for the sniffed format, header only: sequential access,
@@ -321,8 +355,90 @@ static int check_header(const src_ctx *s, VipsImage *im, const pe_image_limits *
 /* Replaces *im (reference stolen) by its 8-bit sRGB (3 bands) or grey (1
  * band) version, plus an alpha band when there is one. *nc gets the colour
  * band count, *alpha whether band nc is alpha. Lazy: no pixel is read. */
-static int to_srgb8(const src_ctx *s, VipsImage **im, int use_icc, int *nc, int *alpha) {
+/* The common case, an 8-bit RGB(A) image with an RGB profile (sRGB, Display
+ * P3, Adobe RGB): one lcms transform straight to sRGB, 8 bits in and out,
+ * applied to each row as it streams. lcms precomputes an 8-bit device link
+ * for it: ~25x faster than vips_icc_transform's float Lab path (measured
+ * 12 MP: 800 ms -> 30 ms) and within a level of it. */
+/* Does xf leave every colour of an 18-level RGB grid and every grey and
+ * pure-channel ramp as it is, give or take one level? An sRGB-tagged image
+ * (most photos) does, and its transform is skipped: lcms' 8-bit device link
+ * moves 0.15% of values by one level there (the HP sRGB profile against
+ * lcms' own), where libvips' float path is an exact identity. */
+static int xf_is_identity(cmsHTRANSFORM xf, int b) {
+    enum { L = 18, NP = L * L * L + 4 * 256 };
+    uint8_t *in = malloc((size_t)NP * b), *out = malloc((size_t)NP * b);
+    int same = 0;
+    if (in && out) {
+        size_t i = 0;
+        for (int r = 0; r < L; r++)
+            for (int g = 0; g < L; g++)
+                for (int bl = 0; bl < L; bl++, i++) {
+                    uint8_t *q = in + i * b;
+                    q[0] = (uint8_t)(r * 15), q[1] = (uint8_t)(g * 15), q[2] = (uint8_t)(bl * 15);
+                    if (b == 4) q[3] = 255;
+                }
+        for (int v = 0; v < 256; v++)
+            for (int k = 0; k < 4; k++, i++) {
+                uint8_t *q = in + i * b;
+                q[0] = (uint8_t)(k == 0 || k == 3 ? v : 0);
+                q[1] = (uint8_t)(k == 1 || k == 3 ? v : 0);
+                q[2] = (uint8_t)(k == 2 || k == 3 ? v : 0);
+                if (b == 4) q[3] = 255;
+            }
+        cmsDoTransform(xf, in, out, NP);
+        same = 1;
+        for (size_t j = 0; j < (size_t)NP * b && same; j++)
+            same = abs((int)in[j] - (int)out[j]) <= 1;
+    }
+    free(in);
+    free(out);
+    return same;
+}
+
+/* The common case, an 8-bit RGB(A) image with an RGB profile (sRGB, Display
+ * P3, Adobe RGB): one lcms transform straight to sRGB, 8 bits in and out,
+ * applied to each row as it streams (lcms precomputes an 8-bit device link,
+ * within a level of vips_icc_transform's float Lab path and faster); none at
+ * all when the profile maps sRGB to itself (measured, 12 MP sRGB-tagged JPEG:
+ * +0.8 s per image through vips_icc_transform, +0 now). Returns 1 when handled (*xf set, or NULL for identity), 0 when
+ * the image needs vips_icc_transform. */
+static int rgb8_transform(VipsImage *t, cmsHTRANSFORM *xf_out) {
+    const void *data;
+    size_t len;
+    *xf_out = NULL;
+    if (t->BandFmt != VIPS_FORMAT_UCHAR || (t->Bands != 3 && t->Bands != 4)) return 0;
+    VipsInterpretation it = vips_image_guess_interpretation(t);
+    if (it != VIPS_INTERPRETATION_sRGB && it != VIPS_INTERPRETATION_RGB) return 0;
+    if (vips_image_get_blob(t, VIPS_META_ICC_NAME, &data, &len) || len < 132 || len > 64u << 20) {
+        vips_error_clear();
+        return 0;
+    }
+    cmsHPROFILE in = cmsOpenProfileFromMem(data, (cmsUInt32Number)len);
+    if (!in) return 0;
+    cmsHTRANSFORM xf = NULL;
+    if (cmsGetColorSpace(in) == cmsSigRgbData) {
+        cmsHPROFILE out = cmsCreate_sRGBProfile();
+        cmsUInt32Number f = t->Bands == 4 ? TYPE_RGBA_8 : TYPE_RGB_8;
+        if (out)
+            xf = cmsCreateTransform(in, f, out, f, INTENT_RELATIVE_COLORIMETRIC,
+                                    cmsFLAGS_NOCACHE | (t->Bands == 4 ? cmsFLAGS_COPY_ALPHA : 0));
+        if (out) cmsCloseProfile(out);
+    }
+    cmsCloseProfile(in);
+    if (!xf) return 0;
+    if (xf_is_identity(xf, t->Bands)) {
+        cmsDeleteTransform(xf);
+        return 1;
+    }
+    *xf_out = xf;
+    return 1;
+}
+
+static int to_srgb8(src_ctx *s, VipsImage **im, int use_icc, int *nc, int *alpha) {
     VipsImage *t = *im, *x = NULL;
+    if (use_icc && vips_image_get_typeof(t, VIPS_META_ICC_NAME) && rgb8_transform(t, &s->xf))
+        use_icc = 0; /* done per row in stream_rows, or nothing to do */
     if (use_icc && vips_image_get_typeof(t, VIPS_META_ICC_NAME)) {
         if (!vips_icc_transform(t, &x, "srgb", "embedded", TRUE, "intent", VIPS_INTENT_RELATIVE,
                                 "depth", 8, NULL)) {
@@ -672,8 +788,9 @@ static int stream_rows(const src_ctx *s, VipsImage *im, int premul, row_fn fn, v
     VipsRegion *reg = vips_region_new(im);
     if (!reg) return vips_fail(PERR_NOMEM, s->label, s->fmt, "cannot read");
     int W = im->Xsize, H = im->Ysize, b = im->Bands;
-    uint8_t *row = premul ? malloc((size_t)W * b) : NULL;
-    if (premul && !row) {
+    int copy = premul || s->xf;
+    uint8_t *row = copy ? malloc((size_t)W * b) : NULL;
+    if (copy && !row) {
         g_object_unref(reg);
         return perr_set(PERR_NOMEM, "%s: row buffer", s->label);
     }
@@ -686,9 +803,10 @@ static int stream_rows(const src_ctx *s, VipsImage *im, int premul, row_fn fn, v
         }
         for (int y = y0; y < y0 + r.height; y++) {
             const uint8_t *p = (const uint8_t *)VIPS_REGION_ADDR(reg, 0, y);
-            if (premul) {
-                memcpy(row, p, (size_t)W * b);
-                premultiply(row, W, b);
+            if (copy) {
+                if (s->xf) cmsDoTransform(s->xf, p, row, (cmsUInt32Number)W);
+                else memcpy(row, p, (size_t)W * b);
+                if (premul) premultiply(row, W, b);
                 p = row;
             }
             fn(ctx, y, p);

@@ -101,6 +101,58 @@ static void test_fixture_pixels(void) {
     cJSON_ArrayForEach(img, imgs) check_image(img);
 }
 
+/* video_frames: astronaut.png cropped with PIL Image.crop(box), each crop
+ * preprocessed like an image; ours go through pe_image_preprocess_rgb with
+ * the crop's offset and the full image's stride (what the video path does
+ * with a decoded frame). */
+static void test_video_frames(void) {
+    cJSON *boxes = cJSON_GetObjectItem(cJSON_GetObjectItem(g_inputs, "video"), "boxes_ltrb");
+    REQUIRE(boxes && cJSON_GetArraySize(boxes) == 8);
+    char *path = t_path("%s/tiny-a/images/astronaut.png", t_fixtures());
+    pe_image_opts ref;
+    pe_image_opts_default(&ref, 64);
+    ref.icc = 0, ref.autorotate = 0;
+    uint8_t *pix = NULL;
+    int w, h, b;
+    REQUIRE_OK(pe_image_decode_u8(path, &ref, &pix, &w, &h, &b, NULL));
+    REQUIRE(b == 3);
+    size_t n = 0;
+    float *g = t_golden_f32("tiny-a", "video_frames", &n);
+    REQUIRE(g && n == 8 * 3 * 64 * 64);
+    float out[3 * 64 * 64];
+    for (int i = 0; i < 8; i++) {
+        cJSON *bx = cJSON_GetArrayItem(boxes, i);
+        int l = cJSON_GetArrayItem(bx, 0)->valueint, t = cJSON_GetArrayItem(bx, 1)->valueint;
+        int r = cJSON_GetArrayItem(bx, 2)->valueint, btm = cJSON_GetArrayItem(bx, 3)->valueint;
+        CHECK_OK(pe_image_preprocess_rgb(pix + ((size_t)t * w + l) * 3, r - l, btm - t, (size_t)w * 3, 64, out));
+        diff d = diff_u8(out, g + (size_t)i * 3 * 64 * 64, 3 * 64 * 64);
+        fprintf(stderr, "  frame %d crop %dx%d: max %.0f mean %.4f, %zu/12288 bit-exact\n", i, r - l, btm - t, d.max, d.mean, d.exact);
+        CHECK(d.exact == 3 * 64 * 64);
+    }
+    free(g);
+    free(pix);
+    free(path);
+}
+
+/* nonnative_astronaut_96x48_pixels: Resize((96, 48)) = 48 wide, 96 high. */
+static void test_nonnative_size(void) {
+    char *path = t_path("%s/tiny-a/images/astronaut.png", t_fixtures());
+    size_t n = 0;
+    float *g = t_golden_f32("tiny-a", "nonnative_astronaut_96x48_pixels", &n);
+    REQUIRE(g && n == 3 * 96 * 48);
+    pe_image_opts o;
+    pe_image_opts_default(&o, 0);
+    o.out_w = 48, o.out_h = 96;
+    float *out = malloc(sizeof(float) * n);
+    CHECK_OK(pe_image_preprocess_ex(path, NULL, 0, NULL, &o, out, NULL));
+    diff d = diff_u8(out, g, n);
+    fprintf(stderr, "  96x48: max %.0f mean %.4f, %zu/%zu bit-exact\n", d.max, d.mean, d.exact, n);
+    CHECK(d.exact == n);
+    free(out);
+    free(g);
+    free(path);
+}
+
 int main(void) {
     char *p = t_path("%s/tiny-a/golden/inputs.json", t_fixtures());
     char *txt = t_read_file(p, NULL);
@@ -109,6 +161,8 @@ int main(void) {
     free(txt);
     if (!g_inputs) { fprintf(stderr, "cannot read inputs.json\n"); return 1; }
     T_RUN(test_fixture_pixels);
+    T_RUN(test_video_frames);
+    T_RUN(test_nonnative_size);
     cJSON_Delete(g_inputs);
     return t_done();
 }

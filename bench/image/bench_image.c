@@ -1,0 +1,97 @@
+/* bench_image: still-image preprocessing cost (decode + colour + Pillow
+ * bilinear + normalize) per file, against libvips decoding alone.
+ *
+ * Makes its inputs from the tiny-a photos (12 MP JPEG sRGB-tagged, 12 MP
+ * JPEG with a Display P3 profile, 12 MP PNG, 24 MP JPEG) in $TMPDIR, runs each case `reps` times after a warm-up, prints the
+ * median and spread, and a checksum of the pixels so a fast but wrong build
+ * shows. One thread; libvips concurrency 1 (as percept runs it).
+ *   bench_image [reps=7] [size=384]
+ */
+#define _GNU_SOURCE
+#include "common/perr.h"
+#include "encoder/pe_image.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double decode_only(const char *path) {
+    VipsImage *im = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
+    double avg = 0;
+    if (!im || vips_avg(im, &avg, NULL)) fprintf(stderr, "%s: %s\n", path, vips_error_buffer());
+    if (im) g_object_unref(im);
+    return avg;
+}
+
+int main(int argc, char **argv) {
+    int reps = argc > 1 ? atoi(argv[1]) : 7, size = argc > 2 ? atoi(argv[2]) : 384;
+    if (reps < 1) reps = 1;
+    if (pe_image_init()) { fprintf(stderr, "%s\n", perr_msg()); return 1; }
+    const char *fx = getenv("PERCEPT_FIXTURES");
+    char src[1024], dir[] = "/tmp/bench_image_XXXXXX";
+    snprintf(src, sizeof src, "%s/tiny-a/images/astronaut.png", fx && *fx ? fx : "../shared/pe-fixtures");
+    if (!mkdtemp(dir)) return 1;
+    VipsImage *a = vips_image_new_from_file(src, NULL), *b12 = NULL, *b24 = NULL;
+    if (!a) { fprintf(stderr, "%s: %s\n(set PERCEPT_FIXTURES)\n", src, vips_error_buffer()); return 1; }
+    vips_resize(a, &b12, 4000.0 / 512, "vscale", 3000.0 / 512, NULL);
+    vips_resize(a, &b24, 6000.0 / 512, "vscale", 4000.0 / 512, NULL);
+    char p12j[1100], p12p[1100], p24j[1100];
+    snprintf(p12j, sizeof p12j, "%s/12mp.jpg", dir);
+    snprintf(p12p, sizeof p12p, "%s/12mp.png", dir);
+    snprintf(p24j, sizeof p24j, "%s/24mp.jpg", dir);
+    vips_jpegsave(b12, p12j, "Q", 90, NULL);
+    vips_pngsave(b12, p12p, "compression", 1, NULL);
+    vips_jpegsave(b24, p24j, "Q", 90, NULL);
+    char p12p3[1100];
+    snprintf(p12p3, sizeof p12p3, "%s/12mp_p3.jpg", dir);
+    VipsImage *p3 = NULL;
+    if (!vips_icc_transform(b12, &p3, "p3", "input_profile", "srgb", NULL)) {
+        vips_jpegsave(p3, p12p3, "Q", 90, NULL);
+        g_object_unref(p3);
+    }
+    const char *cases[][2] = {{"astronaut.png 512x512", src}, {"4000x3000 JPEG Q90", p12j},
+                              {"4000x3000 JPEG P3 ICC", p12p3}, {"4000x3000 PNG", p12p},
+                              {"6000x4000 JPEG Q90", p24j}};
+    float *out = malloc(sizeof(float) * 3 * size * size);
+    printf("bench_image: size %d, %d reps, 1 thread, libvips %s (times on a shared machine are noisy)\n",
+           size, reps, vips_version_string());
+    printf("%-24s %12s %12s %12s %14s\n", "input", "preproc ms", "spread ms", "decode ms", "checksum");
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double t[64], d[64], sum = 0;
+        if (reps > 64) reps = 64;
+        pe_image_preprocess_file(cases[c][1], size, NULL, out, NULL); /* warm-up */
+        for (int r = 0; r < reps; r++) {
+            double t0 = now();
+            if (pe_image_preprocess_file(cases[c][1], size, NULL, out, NULL)) {
+                fprintf(stderr, "%s\n", perr_msg());
+                return 1;
+            }
+            t[r] = (now() - t0) * 1e3;
+            t0 = now();
+            decode_only(cases[c][1]);
+            d[r] = (now() - t0) * 1e3;
+        }
+        for (int i = 0; i < 3 * size * size; i++) sum += out[i] * (1 + i % 7);
+        qsort(t, reps, sizeof t[0], cmp);
+        qsort(d, reps, sizeof d[0], cmp);
+        printf("%-24s %12.1f %12.1f %12.1f %14.4f\n", cases[c][0], t[reps / 2], t[reps - 1] - t[0], d[reps / 2], sum);
+    }
+    free(out);
+    unlink(p12j), unlink(p12p), unlink(p24j), unlink(p12p3), rmdir(dir);
+    g_object_unref(a), g_object_unref(b12), g_object_unref(b24);
+    return 0;
+}
