@@ -56,6 +56,18 @@ float pe_softmax_exp_ref(float *x, int n);
  * cosine and sine are c[i], s[i]: (u c - w s, w c + u s). */
 void pe_rope(float *v, const float *c, const float *s, int npairs);
 
+/* Softmax attention for one head: O[i] = softmax(Q[i] . K^T) . V for nq
+ * query rows (Q already scaled by 1/sqrt(hd)). K and V are first packed
+ * into `scratch` (pe_attn_scratch(T, hd) floats) with pe_attn_pack, once
+ * per head; pe_attn_rows may then run on any query rows. Fast path only
+ * when pe_attn_fast_ok(hd) (AVX2, hd % 16 == 0). pe_attn_ref: float64. */
+int pe_attn_fast_ok(int hd);
+size_t pe_attn_scratch(int T, int hd);
+void pe_attn_pack(int T, int hd, const float *K, int ldk, const float *V, int ldv, float *scratch);
+void pe_attn_rows(int nq, int T, int hd, const float *Q, int ldq, const float *scratch, float *O, int ldo);
+void pe_attn_ref(int nq, int T, int hd, const float *Q, int ldq, const float *K, int ldk, const float *V,
+                 int ldv, float *O, int ldo);
+
 /* y[i] = x[i] * s */
 void pe_scale(float *x, size_t n, float s);
 

@@ -368,10 +368,7 @@ int pe_ctx_new(const pe_model *m, const pe_ctx_opts *opts, pe_ctx **out) {
     size_t B = (size_t)opts->max_batch, T = m->v_tokens, W = cfg->width, L = cfg->context_length,
            TW = cfg->text_width, p = cfg->patch_size;
     c->rows_blk = 256;
-    /* Attention takes all queries of a head at once (OpenBLAS re-packs K
-     * and V for every call: measured -20% attention time for T16 going
-     * from 64-query blocks to whole heads); the score block is T x T. */
-    c->q_blk = (int)T;
+    c->q_blk = 64; /* query rows per sgemm in the attention fallback */
     size_t total = 0;
     c->vx = zalloc(B * T * W, &total);
     c->vqkv = zalloc(B * T * 3 * W, &total);
@@ -386,7 +383,8 @@ int pe_ctx_new(const pe_model *m, const pe_ctx_opts *opts, pe_ctx **out) {
     int ok = c->vx && c->vqkv && c->vattn && c->tx && c->tqkv && c->tattn && c->th && c->tm && c->tmeta && c->ts;
     size_t na = maxz((size_t)c->rows_blk * W, 3 * W);
     size_t nb = maxz(maxz((size_t)c->rows_blk * cfg->mlp_width, cfg->pool_mlp_width), (size_t)c->rows_blk * 3 * p * p);
-    size_t ns = maxz(maxz((size_t)c->q_blk * T + c->q_blk, T), L * L);
+    size_t hd = W / cfg->heads;
+    size_t ns = maxz(maxz((size_t)c->q_blk * T + c->q_blk, pe_attn_scratch((int)T, (int)hd)), maxz(T, L * L));
     for (int i = 0; ok && i < opts->n_threads; i++) {
         c->ts[i].a = zalloc(na, &total);
         c->ts[i].b = zalloc(nb, &total);

@@ -156,17 +156,27 @@ static void attn_task(void *arg, int task, int thread) {
     int W = j->W, T = j->T, H = m->cfg.heads, hd = W / H, nqb = j->nqb, qb = (T + nqb - 1) / nqb;
     int b = task / (H * nqb), rem = task % (H * nqb), hh = rem / nqb, q0 = (rem % nqb) * qb;
     int nq = T - q0 < qb ? T - q0 : qb;
+    if (nq <= 0) return;
     const float *base = j->c->vqkv + (size_t)b * T * 3 * W;
     const float *Q = base + (size_t)q0 * 3 * W + hh * hd;
     const float *K = base + W + hh * hd;
     const float *V = base + 2 * W + hh * hd;
-    float *S = j->c->ts[thread].s;
-    float *sums = S + (size_t)qb * T;
-    pe_gemm_nt(nq, T, hd, Q, 3 * W, K, 3 * W, 0.0f, S, T);
-    for (int i = 0; i < nq; i++) sums[i] = pe_softmax_exp(S + (size_t)i * T, T);
     float *O = j->c->vattn + ((size_t)b * T + q0) * W + hh * hd;
-    pe_gemm_nn(nq, hd, T, S, T, V, 3 * W, 0.0f, O, W);
-    for (int i = 0; i < nq; i++) pe_scale(O + (size_t)i * W, hd, 1.0f / sums[i]);
+    float *S = j->c->ts[thread].s;
+    if (pe_attn_fast_ok(hd)) {
+        pe_attn_pack(T, hd, K, 3 * W, V, 3 * W, S);
+        pe_attn_rows(nq, T, hd, Q, 3 * W, S, O, W);
+        return;
+    }
+    /* other head dims: sgemm on blocks of q_blk queries */
+    for (int i0 = 0; i0 < nq; i0 += j->c->q_blk) {
+        int ni = nq - i0 < j->c->q_blk ? nq - i0 : j->c->q_blk;
+        float *sums = S + (size_t)j->c->q_blk * T;
+        pe_gemm_nt(ni, T, hd, Q + (size_t)i0 * 3 * W, 3 * W, K, 3 * W, 0.0f, S, T);
+        for (int i = 0; i < ni; i++) sums[i] = pe_softmax_exp(S + (size_t)i * T, T);
+        pe_gemm_nn(ni, hd, T, S, T, V, 3 * W, 0.0f, O + (size_t)i0 * W, W);
+        for (int i = 0; i < ni; i++) pe_scale(O + (size_t)(i0 + i) * W, hd, 1.0f / sums[i]);
+    }
 }
 
 static void residual(float *x, const float *y, const float *gamma, int n) {
@@ -298,7 +308,7 @@ int pe_vision_forward(pe_ctx *c, const float *pixels, int n, float *out) {
 
     /* Whole heads per attention task, split further only as much as
      * needed for every thread to get the same number of tasks. */
-    j.nqb = (T + c->q_blk - 1) / c->q_blk;
+    j.nqb = 1;
     while ((n * cfg->heads * j.nqb) % c->n_threads && j.nqb < c->n_threads * 4 && j.nqb < T) j.nqb++;
     int nqb = j.nqb;
     char name[48];

@@ -150,6 +150,39 @@ static void test_rope(void) {
     CHECK(w[0] == 1 && w[1] == 2); /* angle 0: unchanged */
 }
 
+static void test_attention(void) {
+    int Ts[] = {1, 5, 16, 17, 197, 577};
+    int hds[] = {16, 32, 64, 96};
+    double worst = 0;
+    for (size_t a = 0; a < sizeof Ts / sizeof Ts[0]; a++)
+        for (size_t b = 0; b < sizeof hds / sizeof hds[0]; b++) {
+            int T = Ts[a], hd = hds[b], ld = 3 * hd + 5; /* q|k|v interleaved like the qkv buffer */
+            if (!pe_attn_fast_ok(hd)) continue;
+            float *qkv = malloc((size_t)T * ld * sizeof(float));
+            float *o1 = malloc((size_t)T * hd * sizeof(float)), *o2 = malloc((size_t)T * hd * sizeof(float));
+            float *scr = malloc(pe_attn_scratch(T, hd) * sizeof(float));
+            /* q pre-scaled by 1/sqrt(hd) as the towers do: scores of a few units */
+            for (int t = 0; t < T; t++)
+                for (int e = 0; e < ld; e++)
+                    qkv[(size_t)t * ld + e] = frand(-1.5f, 1.5f) * (e < hd ? 1.0f / sqrtf((float)hd) : 1.0f);
+            pe_attn_pack(T, hd, qkv + hd, ld, qkv + 2 * hd, ld, scr);
+            /* all rows, in two uneven calls (any query range works) */
+            int split = T / 3;
+            pe_attn_rows(split, T, hd, qkv, ld, scr, o1, hd);
+            pe_attn_rows(T - split, T, hd, qkv + (size_t)split * ld, ld, scr, o1 + (size_t)split * hd, hd);
+            pe_attn_ref(T, T, hd, qkv, ld, qkv + hd, ld, qkv + 2 * hd, ld, o2, hd);
+            double d = t_rel_maxdiff(o1, o2, (size_t)T * hd);
+            if (d > worst) worst = d;
+            if (!(d <= 2e-6)) t_fail(__FILE__, __LINE__, "attention T=%d hd=%d: max rel diff %.3g", T, hd, d);
+            free(qkv);
+            free(o1);
+            free(o2);
+            free(scr);
+        }
+    printf("  attention kernel vs float64: max rel diff %.3g%s\n", worst,
+           pe_attn_fast_ok(64) ? "" : " (no fast path in this build)");
+}
+
 typedef struct pool_arg {
     atomic_long sum;
     atomic_int per_thread[8];
@@ -194,6 +227,7 @@ int main(void) {
     T_RUN(test_layernorm);
     T_RUN(test_gemm);
     T_RUN(test_rope);
+    T_RUN(test_attention);
     T_RUN(test_pool);
     return t_done();
 }
