@@ -1,0 +1,80 @@
+/* percept collection: create, list and drop collections. */
+#define _GNU_SOURCE
+#include "cli/cli.h"
+#include "cli/db_common.h"
+#include "common/perr.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char usage_text[] =
+    "usage: percept collection --db DIR create NAME [--index FACTORY]\n"
+    "       percept collection --db DIR list [--json]\n"
+    "       percept collection --db DIR drop NAME\n"
+    "FACTORY: a FAISS index_factory string (default \"Flat\": exact);\n"
+    "e.g. HNSW32, IVF1024,Flat, IVF256,SQ8 (trained once enough items are in).\n";
+
+static int cmd_collection(int argc, char **argv) {
+    db_args a = {0};
+    const char *pos[3] = {0};
+    int npos = 0, json = 0, rc = PERR_OK;
+    const char *factory = NULL;
+    for (int i = 1; i < argc && rc == PERR_OK; i++) {
+        int t = db_take_opt(&a, argc, argv, &i);
+        if (t < 0) { rc = PERR_INVALID; break; }
+        if (t) continue;
+        const char *s = argv[i];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
+        else if (!strcmp(s, "--json")) json = 1;
+        else if (!strcmp(s, "--index") && i + 1 < argc) factory = argv[++i];
+        else if (s[0] == '-' || npos == 3) rc = perr_set(PERR_INVALID, "unexpected %s\n%s", s, usage_text);
+        else pos[npos++] = s;
+    }
+    if (rc == PERR_OK && !npos) rc = perr_set(PERR_INVALID, "no action\n%s", usage_text);
+    int list = rc == PERR_OK && !strcmp(pos[0], "list");
+    if (rc == PERR_OK && !list && (npos != 2 || (strcmp(pos[0], "create") && strcmp(pos[0], "drop"))))
+        rc = perr_set(PERR_INVALID, "unknown action\n%s", usage_text);
+    eng_db *db = NULL;
+    if (rc == PERR_OK) rc = db_open(&a, 0, list, &db);
+    if (rc == PERR_OK) {
+        if (list) {
+            eng_collection_info *ci = NULL;
+            int n = 0;
+            rc = eng_collection_list(db, &ci, &n);
+            if (rc == PERR_OK && json) {
+                cJSON *arr = cJSON_CreateArray();
+                for (int i = 0; i < n; i++) {
+                    cJSON *o = cJSON_CreateObject();
+                    cJSON_AddStringToObject(o, "name", ci[i].name);
+                    cJSON_AddStringToObject(o, "index", ci[i].factory);
+                    cJSON_AddNumberToObject(o, "items", (double)ci[i].n_items);
+                    cJSON_AddNumberToObject(o, "indexed", (double)ci[i].n_index);
+                    cJSON_AddBoolToObject(o, "trained", ci[i].trained);
+                    if (isnan(ci[i].threshold)) cJSON_AddNullToObject(o, "threshold");
+                    else cJSON_AddNumberToObject(o, "threshold", ci[i].threshold);
+                    cJSON_AddItemToArray(arr, o);
+                }
+                cJSON *j = cJSON_CreateObject();
+                cJSON_AddItemToObject(j, "collections", arr);
+                db_print_json(j);
+            } else if (rc == PERR_OK) {
+                for (int i = 0; i < n; i++)
+                    printf("%-20s %-16s %10llu items%s\n", ci[i].name, ci[i].factory,
+                           (unsigned long long)ci[i].n_items, ci[i].trained ? "" : "  (untrained: exact search)");
+            }
+            free(ci);
+        } else if (!strcmp(pos[0], "create")) {
+            rc = eng_collection_create(db, pos[1], factory);
+        } else {
+            rc = eng_collection_drop(db, pos[1]);
+        }
+    }
+    int out = rc ? cli_fail("collection", rc) : CLI_OK;
+    int crc = eng_close(db);
+    if (crc && !rc) out = cli_fail("collection", crc);
+    return out;
+}
+
+CLI_COMMAND(collection, "collection", "create, list or drop collections", cmd_collection)

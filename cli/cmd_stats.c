@@ -1,0 +1,75 @@
+/* percept stats: database size, model, collections. */
+#define _GNU_SOURCE
+#include "cli/cli.h"
+#include "cli/db_common.h"
+#include "common/perr.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int cmd_stats(int argc, char **argv) {
+    db_args a = {0};
+    int json = 0, rc = PERR_OK;
+    for (int i = 1; i < argc && rc == PERR_OK; i++) {
+        int t = db_take_opt(&a, argc, argv, &i);
+        if (t < 0) { rc = PERR_INVALID; break; }
+        if (t) continue;
+        if (!strcmp(argv[i], "--help")) { puts("usage: percept stats --db DIR [--json]"); return CLI_OK; }
+        if (!strcmp(argv[i], "--json")) json = 1;
+        else rc = perr_set(PERR_INVALID, "unexpected %s", argv[i]);
+    }
+    eng_db *db = NULL;
+    if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
+    eng_stats st;
+    eng_info info;
+    eng_collection_info *ci = NULL;
+    int n = 0;
+    if (rc == PERR_OK) rc = eng_get_stats(db, &st);
+    if (rc == PERR_OK) rc = eng_get_info(db, &info);
+    if (rc == PERR_OK) rc = eng_collection_list(db, &ci, &n);
+    if (rc == PERR_OK) {
+        char fp[17];
+        snprintf(fp, sizeof fp, "%016llx", (unsigned long long)info.model_fingerprint);
+        if (json) {
+            cJSON *j = cJSON_CreateObject();
+            cJSON_AddNumberToObject(j, "items", (double)st.n_items);
+            cJSON_AddNumberToObject(j, "lmdb_bytes", (double)st.lmdb_bytes);
+            cJSON_AddNumberToObject(j, "index_bytes", (double)st.index_bytes);
+            cJSON_AddNumberToObject(j, "map_size", (double)st.map_size);
+            cJSON *m = cJSON_AddObjectToObject(j, "model");
+            cJSON_AddStringToObject(m, "name", info.model_name);
+            cJSON_AddStringToObject(m, "path", info.model_path);
+            cJSON_AddStringToObject(m, "fingerprint", fp);
+            cJSON_AddNumberToObject(m, "dim", info.dim);
+            cJSON_AddNumberToObject(j, "layout_version", info.layout_version);
+            cJSON *arr = cJSON_AddArrayToObject(j, "collections");
+            for (int i = 0; i < n; i++) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "name", ci[i].name);
+                cJSON_AddStringToObject(o, "index", ci[i].factory);
+                cJSON_AddNumberToObject(o, "items", (double)ci[i].n_items);
+                cJSON_AddNumberToObject(o, "indexed", (double)ci[i].n_index);
+                cJSON_AddBoolToObject(o, "trained", ci[i].trained);
+                if (isnan(ci[i].threshold)) cJSON_AddNullToObject(o, "threshold");
+                else cJSON_AddNumberToObject(o, "threshold", ci[i].threshold);
+                cJSON_AddItemToArray(arr, o);
+            }
+            db_print_json(j);
+        } else {
+            printf("items        %llu\n", (unsigned long long)st.n_items);
+            printf("model        %s (%s, fingerprint %s, dim %d)\n", info.model_name, info.model_path, fp, info.dim);
+            printf("lmdb         %.1f MiB (map %.1f GiB)\n", st.lmdb_bytes / 1048576.0, st.map_size / 1073741824.0);
+            printf("indexes      %.1f MiB\n", st.index_bytes / 1048576.0);
+            for (int i = 0; i < n; i++)
+                printf("collection   %-20s %-14s %llu items\n", ci[i].name, ci[i].factory, (unsigned long long)ci[i].n_items);
+        }
+    }
+    free(ci);
+    int out = rc ? cli_fail("stats", rc) : CLI_OK;
+    eng_close(db);
+    return out;
+}
+
+CLI_COMMAND(stats, "stats", "database size, model and collections", cmd_stats)

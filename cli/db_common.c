@@ -1,0 +1,169 @@
+/* db_common: shared pieces of the database commands (see db_common.h). */
+#define _GNU_SOURCE
+#include "cli/db_common.h"
+#include "cli/cli.h"
+#include "common/perr.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int db_take_opt(db_args *a, int argc, char **argv, int *i) {
+    const char *o = argv[*i];
+    const char **slot = NULL;
+    if (!strcmp(o, "--db")) slot = &a->db;
+    else if (!strcmp(o, "--model")) slot = &a->model;
+    else if (!strcmp(o, "--vocab")) slot = &a->vocab;
+    else if (strcmp(o, "--map-size")) return 0;
+    if (*i + 1 >= argc) { perr_set(PERR_INVALID, "%s needs a value", o); return -1; }
+    const char *v = argv[++*i];
+    if (slot) { *slot = v; return 1; }
+    uint64_t m;
+    if (db_parse_u64(v, "--map-size", &m)) return -1;
+    a->map_size = (size_t)m;
+    return 1;
+}
+
+int db_open(const db_args *a, int create, int read_only, eng_db **out) {
+    *out = NULL;
+    if (!a->db) return perr_set(PERR_INVALID, "no database: pass --db DIR");
+    eng_open_opts o;
+    eng_open_opts_default(&o);
+    o.model_path = a->model;
+    o.read_only = read_only;
+    o.map_size = a->map_size;
+    const char *ev = getenv("PERCEPT_VOCAB");
+    o.vocab_path = a->vocab ? a->vocab : (ev && *ev ? ev : NULL);
+    int rc = eng_open(a->db, &o, out);
+    if (rc != PERR_NOT_FOUND || !create) return rc;
+    /* No database there yet: an ingest creates it with the model found. */
+    char *model = NULL, *vocab = NULL;
+    rc = cli_find_model(a->model, &model);
+    if (rc) return perr_prefix(rc, "creating a database in %s", a->db);
+    if (!o.vocab_path && cli_find_vocab(NULL, model, &vocab) == PERR_OK) o.vocab_path = vocab;
+    o.model_path = model;
+    o.create = 1;
+    rc = eng_open(a->db, &o, out);
+    free(model);
+    free(vocab);
+    return rc;
+}
+
+int db_parse_u64(const char *s, const char *what, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || errno || s[0] == '-')
+        return perr_set(PERR_INVALID, "%s: \"%s\" is not a non-negative integer", what, s);
+    *out = v;
+    return PERR_OK;
+}
+
+int db_parse_int(const char *s, const char *what, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < -1000000000L || v > 1000000000L)
+        return perr_set(PERR_INVALID, "%s: \"%s\" is not an integer", what, s);
+    *out = (int)v;
+    return PERR_OK;
+}
+
+int db_parse_float(const char *s, const char *what, float *out) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (!*s || *end || errno || !isfinite(v))
+        return perr_set(PERR_INVALID, "%s: \"%s\" is not a number", what, s);
+    *out = v;
+    return PERR_OK;
+}
+
+int db_parse_kv(char *s, const char *what, eng_kv *out) {
+    char *eq = strchr(s, '=');
+    if (!eq || eq == s) return perr_set(PERR_INVALID, "%s: \"%s\" is not key=value", what, s);
+    *eq = 0;
+    out->key = s;
+    out->value = eq + 1;
+    return PERR_OK;
+}
+
+cJSON *db_hit_json(const eng_hit *h) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "id", (double)h->id);
+    cJSON_AddNumberToObject(o, "score", h->score);
+    cJSON_AddStringToObject(o, "collection", h->collection);
+    cJSON_AddStringToObject(o, "uri", h->uri ? h->uri : "");
+    cJSON_AddStringToObject(o, "media", h->media);
+    cJSON *l = cJSON_AddArrayToObject(o, "labels");
+    for (int i = 0; i < h->n_labels; i++) cJSON_AddItemToArray(l, cJSON_CreateString(h->labels[i]));
+    if (h->start_s >= 0) {
+        cJSON_AddNumberToObject(o, "start", h->start_s);
+        cJSON_AddNumberToObject(o, "end", h->end_s);
+    }
+    return o;
+}
+
+cJSON *db_results_json(const eng_results *r) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; r && i < r->n; i++) cJSON_AddItemToArray(a, db_hit_json(&r->hits[i]));
+    return a;
+}
+
+cJSON *db_item_json(const eng_item *it, int with_vector) {
+    cJSON *o = cJSON_CreateObject();
+    char hex[65];
+    for (int i = 0; i < 32; i++) sprintf(hex + 2 * i, "%02x", it->sha256[i]);
+    cJSON_AddNumberToObject(o, "id", (double)it->id);
+    cJSON_AddStringToObject(o, "collection", it->collection);
+    cJSON_AddStringToObject(o, "uri", it->uri ? it->uri : "");
+    cJSON_AddStringToObject(o, "media", it->media);
+    cJSON_AddStringToObject(o, "sha256", hex);
+    cJSON_AddNumberToObject(o, "size", (double)it->size);
+    cJSON_AddNumberToObject(o, "width", it->width);
+    cJSON_AddNumberToObject(o, "height", it->height);
+    cJSON_AddNumberToObject(o, "created_ms", (double)it->created_ms);
+    cJSON *l = cJSON_AddArrayToObject(o, "labels");
+    for (int i = 0; i < it->n_labels; i++) cJSON_AddItemToArray(l, cJSON_CreateString(it->labels[i]));
+    cJSON *m = cJSON_AddObjectToObject(o, "meta");
+    for (int i = 0; i < it->n_meta; i++) cJSON_AddStringToObject(m, it->meta[i].key, it->meta[i].value);
+    if (with_vector && it->vector) {
+        cJSON *v = cJSON_AddArrayToObject(o, "vector");
+        for (int i = 0; i < it->dim; i++) cJSON_AddItemToArray(v, cJSON_CreateNumber(it->vector[i]));
+    }
+    return o;
+}
+
+void db_print_json(cJSON *j) {
+    char *s = cJSON_PrintUnformatted(j);
+    if (s) { fputs(s, stdout); fputc('\n', stdout); free(s); }
+    cJSON_Delete(j);
+}
+
+void db_print_hit(const eng_hit *h, int rank) {
+    printf("%3d  %.6f  %-10s id=%-8llu %s", rank, (double)h->score, h->collection,
+           (unsigned long long)h->id, h->uri ? h->uri : "");
+    if (h->start_s >= 0) printf("  [%.2fs-%.2fs]", h->start_s, h->end_s);
+    for (int i = 0; i < h->n_labels; i++) printf(i ? ",%s" : "  labels=%s", h->labels[i]);
+    putchar('\n');
+}
+
+int db_list_push(db_list *l, const char *s) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 8;
+        const char **n = realloc(l->v, sizeof *n * (size_t)cap);
+        if (!n) return perr_set(PERR_NOMEM, "options");
+        l->v = n;
+        l->cap = cap;
+    }
+    l->v[l->n++] = s;
+    return PERR_OK;
+}
+
+void db_list_free(db_list *l) {
+    free(l->v);
+    l->v = NULL;
+    l->n = l->cap = 0;
+}

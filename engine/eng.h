@@ -1,0 +1,321 @@
+/* eng: the percept database: encoder + FAISS index + LMDB storage.
+ *
+ * A database is a directory: one LMDB environment (storage/st.h; every
+ * vector lives there, the source of truth) and one FAISS index file per
+ * collection (index/idx.h; derived data, rebuilt or caught up from LMDB's
+ * per-collection change log on open). The model identity (fingerprint, dim,
+ * path) is recorded at creation; opening with another model is refused.
+ *
+ * This header is the one API of both the embedded CLI and the server.
+ *
+ * Thread safety:
+ *  - every eng_* call on one eng_db may be made from any thread at the same
+ *    time as others, except eng_close (no other call may be running).
+ *  - queries (eng_search_*, eng_classify_*, eng_moderate_*, eng_get, eng_dups,
+ *    eng_stats, eng_export) run concurrently; each borrows one encoder
+ *    context from a pool (size eng_open_opts.n_encoders) when it encodes.
+ *  - writes (eng_ingest_*, eng_add_*, eng_remove, eng_label_*, collection
+ *    management) are serialised through one writer lock; queries keep
+ *    running meanwhile and never see a half-written item (an item is in
+ *    the index only after its LMDB transaction committed; an index hit whose
+ *    item is gone from LMDB is dropped).
+ *
+ * Ids: item ids are global to the database (unique across collections);
+ * the same bytes ingested into two collections are two items.
+ */
+#ifndef PERCEPT_ENG_H
+#define PERCEPT_ENG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct eng_db eng_db;
+
+#define ENG_DEFAULT_COLLECTION "default"
+#define ENG_DEFAULT_INDEX "Flat"
+#define ENG_NAME_MAX 65          /* collection name bytes, incl. NUL */
+
+/* ---- open / close ------------------------------------------------------ */
+
+typedef struct eng_open_opts {
+    /* Model file. Required to create a database; when opening an existing
+     * one, NULL means the model path recorded at creation. When given for an
+     * existing database its fingerprint and dim must match the recorded
+     * ones (PERR_MODEL otherwise, naming both models). The model is loaded
+     * lazily, on the first call that encodes. */
+    const char *model_path;
+    const char *vocab_path;     /* NULL: next to the model file */
+    int create;                 /* create the directory if it has no db */
+    int read_only;              /* no writes; indexes are not saved */
+    size_t map_size;            /* LMDB map size in bytes; 0: storage default */
+    int n_encoders;             /* encoder contexts for queries (default 2) */
+    int encoder_threads;        /* threads per encoder context (default 1) */
+    /* Save an index after this many changes during bulk ingest (default
+     * 20000); indexes are always saved at close. */
+    int save_every;
+} eng_open_opts;
+
+void eng_open_opts_default(eng_open_opts *o);
+
+/* Opens (or creates) the database in dir. Loads each collection's index,
+ * replays changes newer than the index's covered sequence, rebuilds a
+ * missing or damaged index from LMDB (*out is NULL on failure). */
+int eng_open(const char *dir, const eng_open_opts *o, eng_db **out);
+/* Saves dirty indexes (unless read-only) and frees everything. Returns the
+ * first error of saving; the handle is freed regardless. NULL: no-op. */
+int eng_close(eng_db *db);
+
+/* A handle with a model and no database (classification and encoding
+ * only; every database call fails with PERR_INVALID). */
+int eng_open_model(const char *model_path, const char *vocab_path, eng_db **out);
+
+/* Saves every dirty index now (atomic replace, with the sequence it covers). */
+int eng_checkpoint(eng_db *db);
+
+typedef struct eng_info {
+    char model_path[1024];
+    char model_name[64];
+    uint64_t model_fingerprint;
+    int dim;
+    uint32_t layout_version;
+} eng_info;
+int eng_get_info(eng_db *db, eng_info *out);
+
+/* ---- collections ------------------------------------------------------- */
+
+typedef struct eng_collection_info {
+    char name[ENG_NAME_MAX];
+    char factory[256];          /* FAISS factory string, e.g. "Flat", "HNSW32" */
+    uint64_t n_items;
+    uint64_t n_index;           /* vectors in the in-memory index */
+    uint64_t seq;               /* last change sequence in LMDB */
+    uint64_t index_seq;         /* sequence covered by the in-memory index */
+    float threshold;            /* moderation default threshold; NAN when unset */
+    int trained;
+} eng_collection_info;
+
+/* factory NULL: ENG_DEFAULT_INDEX. PERR_EXISTS when it exists. */
+int eng_collection_create(eng_db *db, const char *name, const char *factory);
+/* Removes the collection, its items and its index file. */
+int eng_collection_drop(eng_db *db, const char *name);
+/* *out: malloc'd array of *n entries; caller frees. */
+int eng_collection_list(eng_db *db, eng_collection_info **out, int *n);
+int eng_collection_get(eng_db *db, const char *name, eng_collection_info *out);
+/* Moderation default threshold of a set: "collection" or "collection:label". */
+int eng_set_threshold(eng_db *db, const char *set, float threshold);
+/* *out NAN when none was set. */
+int eng_get_threshold(eng_db *db, const char *set, float *out);
+
+/* ---- items ------------------------------------------------------------- */
+
+typedef struct eng_kv { const char *key; const char *value; } eng_kv;
+
+typedef struct eng_item {
+    uint64_t id;
+    char collection[ENG_NAME_MAX];
+    char *uri;                  /* source path or URI */
+    char media[16];             /* "image", "video", "vector" */
+    uint8_t sha256[32];
+    uint64_t size;              /* bytes of the source */
+    int width, height;          /* source pixels; 0 when unknown */
+    int64_t created_ms;         /* time of ingest (ms since the epoch) */
+    double duration_s;          /* video only, else 0 */
+    char **labels; int n_labels;
+    eng_kv *meta; int n_meta;   /* key/value strings owned by the item */
+    float *vector; int dim;     /* normalized; NULL unless asked for */
+} eng_item;
+
+/* with_vector: also fill item->vector. PERR_NOT_FOUND for unknown ids. */
+int eng_get(eng_db *db, uint64_t id, int with_vector, eng_item **out);
+void eng_item_free(eng_item *it);
+
+/* Removes items from LMDB and their index. Unknown ids: PERR_NOT_FOUND
+ * after removing the known ones (*n_removed counts them). */
+int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed);
+int eng_label_add(eng_db *db, const char *label, const uint64_t *ids, int n);
+int eng_label_remove(eng_db *db, const char *label, const uint64_t *ids, int n);
+
+/* ---- ingest ------------------------------------------------------------ */
+
+typedef enum {
+    ENG_ADDED = 0,        /* stored and searchable; id valid */
+    ENG_PRESENT = 1,      /* same bytes already in the collection; id = it */
+    ENG_FAILED = 2,       /* not stored; reason says why */
+} eng_outcome;
+
+typedef struct eng_file_result {
+    const char *path;     /* as given / found while walking */
+    eng_outcome outcome;
+    int code;             /* perr code when FAILED */
+    const char *reason;   /* message when FAILED */
+    uint64_t id;
+} eng_file_result;
+
+typedef struct eng_progress {
+    uint64_t seen;        /* files found so far */
+    uint64_t done;        /* files finished (added + present + failed) */
+    uint64_t added, present, failed;
+    uint64_t bytes;       /* bytes read */
+    int walking;          /* 1 while directories are still being walked */
+    double elapsed_s;
+    double encode_s;      /* cumulated time inside the encoder */
+} eng_progress;
+
+/* Called from the writer thread after each committed batch (results of
+ * the batch's files, all acknowledged: their transaction committed) and for
+ * each file that failed or was already present. Must be quick. */
+typedef void (*eng_result_fn)(void *user, const eng_file_result *r);
+typedef void (*eng_progress_fn)(void *user, const eng_progress *p);
+
+typedef struct eng_ingest_opts {
+    const char *collection;     /* NULL: "default" (created on demand) */
+    const char *const *labels; int n_labels;
+    const eng_kv *meta; int n_meta;
+    int jobs;                   /* decode threads (default: cores) */
+    int batch;                  /* encoder batch (default 8) */
+    int commit_batch;           /* items per LMDB transaction (default 64) */
+    int recursive;              /* walk directories (default 1) */
+    eng_result_fn on_result; eng_progress_fn on_progress; void *user;
+    volatile int *cancel;       /* set to non-zero to stop early (may be NULL) */
+} eng_ingest_opts;
+
+void eng_ingest_opts_default(eng_ingest_opts *o);
+
+/* Ingests files and directories ("-" reads paths from stdin, one a line).
+ * A bad file is reported through on_result and skipped; the run goes on.
+ * Returns an error only for what stops the whole run (storage full, I/O
+ * error on the database, model missing); *out gets the final counters. */
+int eng_ingest_paths(eng_db *db, const char *const *paths, int n,
+                     const eng_ingest_opts *o, eng_progress *out);
+
+/* One media buffer (server uploads). *id gets the new or existing id;
+ * *outcome ENG_ADDED or ENG_PRESENT. */
+int eng_add_buffer(eng_db *db, const void *data, size_t len, const char *uri,
+                   const eng_ingest_opts *o, uint64_t *id, eng_outcome *outcome);
+
+/* Raw vectors (n x dim; normalized here), e.g. for benchmarks or imports.
+ * uris may be NULL. ids[i] gets each new id (ids may be NULL). One
+ * transaction for all n. */
+int eng_add_vectors(eng_db *db, const float *vectors, int n, const char *const *uris,
+                    const eng_ingest_opts *o, uint64_t *ids);
+
+/* ---- queries ----------------------------------------------------------- */
+
+typedef struct eng_query {
+    const char *const *collections; int n_collections; /* none: "default" */
+    int k;                      /* top-k (default 10); with min_score: cap (0 = no cap) */
+    float min_score;            /* used when has_min_score: every item >= it */
+    int has_min_score;
+    const char *const *labels; int n_labels;   /* item must have all (AND) */
+    const eng_kv *where; int n_where;          /* metadata exact match (AND) */
+    int include_self;           /* eng_search_id: keep the query item (default 0) */
+} eng_query;
+
+void eng_query_default(eng_query *q);
+
+typedef struct eng_hit {
+    uint64_t id;
+    float score;                /* cosine similarity */
+    char collection[ENG_NAME_MAX];
+    char *uri;
+    char media[16];
+    char **labels; int n_labels;
+    double start_s, end_s;      /* video segment times; -1 when not a segment */
+} eng_hit;
+
+typedef struct eng_results {
+    eng_hit *hits; int n;       /* best first */
+} eng_results;
+
+void eng_results_free(eng_results *r);
+
+int eng_search_text(eng_db *db, const char *text, const eng_query *q, eng_results **out);
+int eng_search_image_file(eng_db *db, const char *path, const eng_query *q, eng_results **out);
+int eng_search_image_buffer(eng_db *db, const void *data, size_t len, const eng_query *q,
+                            eng_results **out);
+/* Items similar to item id (its stored vector). The item itself is
+ * excluded unless q->include_self. */
+int eng_search_id(eng_db *db, uint64_t id, const eng_query *q, eng_results **out);
+/* vector: dim floats, normalized here. */
+int eng_search_vector(eng_db *db, const float *vector, int dim, const eng_query *q,
+                      eng_results **out);
+
+/* Encoders, exposed for the server and classification: out gets dim
+ * normalized floats. */
+int eng_encode_text(eng_db *db, const char *text, float *out);
+int eng_encode_image_file(eng_db *db, const char *path, float *out);
+int eng_encode_image_buffer(eng_db *db, const void *data, size_t len, float *out);
+int eng_dim(eng_db *db);
+
+/* ---- zero-shot classification ----------------------------------------- */
+
+/* probs[i] = softmax(exp(logit_scale) * cos(image, prompt(label_i))).
+ * prompt: NULL for "a photo of a {label}." ({label} is replaced). */
+int eng_classify_file(eng_db *db, const char *path, const char *const *labels, int n,
+                      const char *prompt, float *probs);
+int eng_classify_buffer(eng_db *db, const void *data, size_t len, const char *const *labels,
+                        int n, const char *prompt, float *probs);
+
+/* ---- moderation -------------------------------------------------------- */
+
+typedef struct eng_mod_result {
+    int matched;                /* any hit of any set at or above its threshold */
+    eng_results *nearest;       /* nearest items over all sets (best first) */
+    float *thresholds;          /* per set: the threshold used */
+    int *set_matched;           /* per set: 1 when matched */
+    int n_sets;
+} eng_mod_result;
+
+/* sets: "collection" or "collection:label". threshold NAN: each set's stored
+ * threshold (PERR_INVALID when a set has none). k: nearest matches kept
+ * per set (default 5 when <= 0). */
+int eng_moderate_vector(eng_db *db, const float *vector, const char *const *sets, int n_sets,
+                        float threshold, int k, eng_mod_result **out);
+int eng_moderate_file(eng_db *db, const char *path, const char *const *sets, int n_sets,
+                      float threshold, int k, eng_mod_result **out);
+int eng_moderate_buffer(eng_db *db, const void *data, size_t len, const char *const *sets,
+                        int n_sets, float threshold, int k, eng_mod_result **out);
+void eng_mod_result_free(eng_mod_result *r);
+
+/* ---- duplicates -------------------------------------------------------- */
+
+typedef enum { ENG_DUP_EXACT = 0, ENG_DUP_NEAR = 1, ENG_DUP_SIMILAR = 2 } eng_dup_tier;
+
+/* Default cosine thresholds, calibrated with the tiny-a test model on real
+ * photo variants (docs/design.md); the real model may need others. */
+#define ENG_NEAR_THRESHOLD_DEFAULT 0.97f
+#define ENG_SIMILAR_THRESHOLD_DEFAULT 0.85f
+
+typedef struct eng_dup_group {
+    uint64_t *ids; int n;       /* first: the representative (lowest id) */
+    float min_score;            /* lowest similarity to the representative */
+} eng_dup_group;
+
+typedef struct eng_dups {
+    eng_dup_group *groups; int n;
+} eng_dups;
+
+/* Groups a collection (NULL: default) by tier. threshold <= 0: the tier's
+ * default (ignored for EXACT). Groups are connected components of the
+ * "similar above threshold" relation; only groups of 2+ are returned. */
+int eng_find_dups(eng_db *db, const char *collection, eng_dup_tier tier, float threshold,
+                  eng_dups **out);
+void eng_dups_free(eng_dups *d);
+
+/* ---- stats / export ---------------------------------------------------- */
+
+typedef struct eng_stats {
+    uint64_t n_items;
+    int n_collections;
+    uint64_t lmdb_bytes;        /* data.mdb size on disk */
+    uint64_t index_bytes;       /* all index files */
+    uint64_t map_size;
+} eng_stats;
+int eng_get_stats(eng_db *db, eng_stats *out);
+
+/* Visits every item of a collection (NULL: all), in id order, with its
+ * vector. Returning non-zero from fn stops the walk with that code. */
+typedef int (*eng_item_fn)(void *user, const eng_item *it);
+int eng_foreach(eng_db *db, const char *collection, int with_vector, eng_item_fn fn, void *user);
+
+#endif

@@ -1,0 +1,1054 @@
+/* eng_db: opening a database, the model, collections and their indexes,
+ * items, labels, stats.
+ *
+ * DESIGN. LMDB (st_*) is the source of truth; every FAISS index is derived.
+ * Each collection's index file <dir>/index/<collection id>.faiss records the
+ * storage sequence it covers; opening loads it and replays the collection's
+ * change log after that sequence (adds and deletes), or rebuilds the index
+ * from the stored vectors when the file is missing, damaged, of another
+ * factory, claims a sequence LMDB never reached, or the log was trimmed past
+ * it. Writes always commit to LMDB first and touch the index after, so the
+ * index never holds an item LMDB lacks except for a moment during a delete
+ * (queries drop hits that LMDB no longer knows).
+ *
+ * A writable open takes an exclusive flock on <dir>/engine.lock: two
+ * processes each holding an index in memory and saving it with "their"
+ * sequence would cover each other's changes falsely. Read-only opens take
+ * no lock and never save.
+ *
+ * Never: write to the index before LMDB committed; save an index whose
+ * covered sequence is not exactly what it contains (saves happen under
+ * write_mu, which every index change also holds).
+ */
+#define _GNU_SOURCE
+#include "engine/eng_internal.h"
+#include "common/perr.h"
+#include "encoder/pe_image.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+double eng_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+char *eng_strdup(const char *s) { return s ? strdup(s) : NULL; }
+
+void eng_open_opts_default(eng_open_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->n_encoders = 2;
+    o->encoder_threads = 1;
+    o->save_every = 20000;
+}
+
+/* ------------------------------------------------------------ engine file */
+
+/* <dir>/engine.json: {"model_path": "...", "thresholds": {"set": x, ...}}.
+ * Written atomically (temp file, fsync, rename, fsync of the directory). */
+static int write_engine_file(eng_db *db) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return perr_set(PERR_NOMEM, "engine.json: out of memory");
+    cJSON_AddStringToObject(root, "model_path", db->model_path ? db->model_path : "");
+    if (db->vocab_path) cJSON_AddStringToObject(root, "vocab_path", db->vocab_path);
+    cJSON *th = cJSON_AddObjectToObject(root, "thresholds");
+    for (int i = 0; i < db->n_thr; i++) cJSON_AddNumberToObject(th, db->thr[i].set, db->thr[i].value);
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return perr_set(PERR_NOMEM, "engine.json: out of memory");
+    char path[PATH_MAX], tmp[PATH_MAX];
+    snprintf(path, sizeof path, "%s/engine.json", db->dir);
+    snprintf(tmp, sizeof tmp, "%s/engine.json.tmp", db->dir);
+    int rc = PERR_OK;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) { rc = perr_errno(errno, "%s", tmp); goto out; }
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, text + off, len - off);
+        if (w < 0) { if (errno == EINTR) continue; rc = perr_errno(errno, "%s", tmp); close(fd); goto out; }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0) { rc = perr_errno(errno, "%s: fsync", tmp); close(fd); goto out; }
+    close(fd);
+    if (rename(tmp, path) != 0) { rc = perr_errno(errno, "rename %s", path); goto out; }
+    int dfd = open(db->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { fsync(dfd); close(dfd); }
+out:
+    free(text);
+    return rc;
+}
+
+int eng_save_threshold_file(eng_db *db) { return write_engine_file(db); }
+
+static int read_engine_file(eng_db *db) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/engine.json", db->dir);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT) return PERR_OK;
+        return perr_errno(errno, "%s", path);
+    }
+    char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *root = cJSON_Parse(buf);
+    if (!root) return perr_set(PERR_FORMAT, "%s: not valid JSON", path);
+    const cJSON *mp = cJSON_GetObjectItemCaseSensitive(root, "model_path");
+    if (cJSON_IsString(mp) && mp->valuestring[0]) db->model_path = strdup(mp->valuestring);
+    const cJSON *vp = cJSON_GetObjectItemCaseSensitive(root, "vocab_path");
+    if (cJSON_IsString(vp) && vp->valuestring[0] && !db->vocab_path) db->vocab_path = strdup(vp->valuestring);
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(root, "thresholds");
+    int cnt = cJSON_IsObject(th) ? cJSON_GetArraySize(th) : 0;
+    if (cnt > 0) {
+        db->thr = calloc((size_t)cnt, sizeof *db->thr);
+        if (!db->thr) { cJSON_Delete(root); return perr_set(PERR_NOMEM, "%s", path); }
+        const cJSON *e;
+        cJSON_ArrayForEach(e, th) {
+            if (!cJSON_IsNumber(e) || strlen(e->string) >= sizeof db->thr[0].set) continue;
+            snprintf(db->thr[db->n_thr].set, sizeof db->thr[0].set, "%s", e->string);
+            db->thr[db->n_thr++].value = (float)e->valuedouble;
+        }
+    }
+    cJSON_Delete(root);
+    return PERR_OK;
+}
+
+/* ------------------------------------------------------------------ model */
+
+static int load_model(eng_db *db, const char *path, pe_model **out) {
+    pe_load_opts lo;
+    pe_load_opts_default(&lo);
+    int rc = pe_model_load(path, &lo, out);
+    if (rc) return perr_prefix(rc, "model %s", path);
+    return PERR_OK;
+}
+
+static int model_mismatch(eng_db *db, const char *path, const pe_model *m) {
+    const pe_config *c = pe_model_config(m);
+    return perr_set(PERR_MODEL,
+        "database %s was built with model '%s' (fingerprint %016llx, dim %d%s%s); "
+        "model %s is '%s' (fingerprint %016llx, dim %d): open it with the model it was built with",
+        db->dir, db->model_name, (unsigned long long)db->fingerprint, db->dim,
+        db->model_path ? ", file " : "", db->model_path ? db->model_path : "",
+        path, c->name, (unsigned long long)pe_model_fingerprint(m), c->output_dim);
+}
+
+/* Called with model_mu held, model loaded: creates the context pool. */
+static int make_pool(eng_db *db) {
+    int n = db->opts.n_encoders > 0 ? db->opts.n_encoders : 1;
+    eng_ctx_pool *p = &db->pool;
+    p->free_ctx = calloc((size_t)n, sizeof *p->free_ctx);
+    if (!p->free_ctx) return perr_set(PERR_NOMEM, "encoder contexts");
+    pe_ctx_opts co;
+    pe_ctx_opts_default(&co);
+    co.max_batch = 8;
+    co.n_threads = db->opts.encoder_threads > 0 ? db->opts.encoder_threads : 1;
+    for (int i = 0; i < n; i++) {
+        int rc = pe_ctx_new(db->model, &co, &p->free_ctx[i]);
+        if (rc) return rc;
+        p->n = p->n_free = i + 1;
+    }
+    return PERR_OK;
+}
+
+int eng_model_ready(eng_db *db) {
+    pthread_mutex_lock(&db->model_mu);
+    int rc = PERR_OK;
+    if (db->model_state == 1) goto out;
+    if (db->model_state < 0) { rc = db->model_state; perr_set(rc, "model %s could not be loaded earlier", db->model_path ? db->model_path : "(none)"); goto out; }
+    if (!db->model_path) {
+        rc = perr_set(PERR_NOT_FOUND, "database %s records no model path: pass the model (--model)", db->dir);
+        goto out;
+    }
+    if (!db->model) {
+        rc = load_model(db, db->model_path, &db->model);
+        if (rc) goto out;
+        if (pe_model_fingerprint(db->model) != db->fingerprint ||
+            pe_model_config(db->model)->output_dim != db->dim) {
+            rc = model_mismatch(db, db->model_path, db->model);
+            pe_model_free(db->model);
+            db->model = NULL;
+            goto out;
+        }
+    }
+    db->image_size = pe_model_config(db->model)->image_size;
+    db->context_length = pe_model_config(db->model)->context_length;
+    rc = make_pool(db);
+    if (rc == PERR_OK) db->model_state = 1;
+out:
+    pthread_mutex_unlock(&db->model_mu);
+    return rc;
+}
+
+static int tokenizer_ready(eng_db *db) {
+    int rc = eng_model_ready(db);
+    if (rc) return rc;
+    pthread_mutex_lock(&db->model_mu);
+    if (!db->tok) {
+        char path[PATH_MAX];
+        if (db->vocab_path) snprintf(path, sizeof path, "%s", db->vocab_path);
+        else {
+            const char *slash = strrchr(db->model_path, '/');
+            int dl = slash ? (int)(slash - db->model_path) : 1;
+            snprintf(path, sizeof path, "%.*s/bpe_simple_vocab_16e6.txt.gz", dl, slash ? db->model_path : ".");
+        }
+        rc = pe_tokenizer_load(path, &db->tok);
+        if (rc) perr_prefix(rc, "vocabulary (pass --vocab or put it next to the model)");
+    }
+    pthread_mutex_unlock(&db->model_mu);
+    return rc;
+}
+
+pe_ctx *eng_ctx_get(eng_db *db) {
+    eng_ctx_pool *p = &db->pool;
+    pthread_mutex_lock(&p->mu);
+    while (p->n_free == 0) pthread_cond_wait(&p->cv, &p->mu);
+    pe_ctx *c = p->free_ctx[--p->n_free];
+    pthread_mutex_unlock(&p->mu);
+    return c;
+}
+
+void eng_ctx_put(eng_db *db, pe_ctx *c) {
+    eng_ctx_pool *p = &db->pool;
+    pthread_mutex_lock(&p->mu);
+    p->free_ctx[p->n_free++] = c;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+int eng_dim(eng_db *db) { return db->dim; }
+
+int eng_encode_text(eng_db *db, const char *text, float *out) {
+    int rc = tokenizer_ready(db);
+    if (rc) return rc;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)db->context_length);
+    if (!ids) return perr_set(PERR_NOMEM, "token ids");
+    int nb = 0;
+    rc = pe_tokenize(db->tok, text, strlen(text), db->context_length, ids, &nb);
+    if (rc == PERR_OK) {
+        pe_ctx *c = eng_ctx_get(db);
+        rc = pe_encode_ids(c, ids, 1, out);
+        eng_ctx_put(db, c);
+        if (rc == PERR_OK) pe_l2_normalize(out, db->dim);
+    }
+    free(ids);
+    return rc;
+}
+
+static int encode_image(eng_db *db, const char *path, const void *buf, size_t len, float *out) {
+    int rc = eng_model_ready(db);
+    if (rc) return rc;
+    size_t np = (size_t)3 * db->image_size * db->image_size;
+    float *px = malloc(np * sizeof(float));
+    if (!px) return perr_set(PERR_NOMEM, "pixels");
+    if (path) rc = pe_image_preprocess_file(path, db->image_size, NULL, px, NULL);
+    else rc = pe_image_preprocess_buffer(buf, len, "image", db->image_size, NULL, px, NULL);
+    if (rc == PERR_OK) {
+        pe_ctx *c = eng_ctx_get(db);
+        rc = pe_encode_pixels(c, px, 1, out);
+        eng_ctx_put(db, c);
+        if (rc == PERR_OK) pe_l2_normalize(out, db->dim);
+    }
+    free(px);
+    return rc;
+}
+
+int eng_encode_image_file(eng_db *db, const char *path, float *out) {
+    return encode_image(db, path, NULL, 0, out);
+}
+int eng_encode_image_buffer(eng_db *db, const void *data, size_t len, float *out) {
+    return encode_image(db, NULL, data, len, out);
+}
+
+/* ------------------------------------------------------------ collections */
+
+eng_coll *eng_coll_find(eng_db *db, const char *name) {
+    for (int i = 0; i < db->n_colls; i++)
+        if (!strcmp(db->colls[i].name, name)) return &db->colls[i];
+    return NULL;
+}
+
+eng_coll *eng_coll_find_id(eng_db *db, uint32_t id) {
+    for (int i = 0; i < db->n_colls; i++)
+        if (db->colls[i].id == id) return &db->colls[i];
+    return NULL;
+}
+
+static void index_path(eng_db *db, uint32_t id, char *out, size_t cap) {
+    snprintf(out, cap, "%s/%u.faiss", st_index_dir(db->st), id);
+}
+
+typedef struct rebuild_ctx {
+    idx *ix;
+    float *buf; int64_t *ids; size_t n, cap; int dim;
+} rebuild_ctx;
+
+static int rebuild_flush(rebuild_ctx *r) {
+    if (!r->n) return PERR_OK;
+    int rc = idx_add(r->ix, r->buf, r->ids, r->n);
+    r->n = 0;
+    return rc;
+}
+
+static int rebuild_vec(void *ud, uint64_t id, const float *vec, int dim) {
+    rebuild_ctx *r = ud;
+    if (dim != r->dim) return perr_set(PERR_FORMAT, "item %llu: vector of dim %d, database dim %d", (unsigned long long)id, dim, r->dim);
+    memcpy(r->buf + r->n * (size_t)dim, vec, sizeof(float) * (size_t)dim);
+    r->ids[r->n++] = (int64_t)id;
+    if (r->n == r->cap) return rebuild_flush(r);
+    return 0;
+}
+
+/* Builds a collection's index from every vector in LMDB (one read txn). */
+static int rebuild_index(eng_db *db, eng_coll *c, st_txn *txn, uint64_t seq) {
+    idx *ix = NULL;
+    int rc = idx_create(c->factory, db->dim, NULL, &ix);
+    if (rc) return perr_prefix(rc, "collection %s: index \"%s\"", c->name, c->factory);
+    rebuild_ctx r = {.ix = ix, .cap = 1024, .dim = db->dim};
+    r.buf = malloc(sizeof(float) * r.cap * (size_t)db->dim);
+    r.ids = malloc(sizeof(int64_t) * r.cap);
+    if (!r.buf || !r.ids) rc = perr_set(PERR_NOMEM, "rebuilding %s", c->name);
+    if (rc == PERR_OK) rc = st_scan_vectors(txn, c->id, 0, rebuild_vec, &r);
+    if (rc == PERR_OK) rc = rebuild_flush(&r);
+    free(r.buf);
+    free(r.ids);
+    if (rc) { idx_free(ix); return perr_prefix(rc, "collection %s: rebuilding the index", c->name); }
+    idx_free(c->ix);
+    c->ix = ix;
+    c->index_seq = seq;
+    c->saved_seq = 0;
+    c->unsaved = 1; /* force a save */
+    return PERR_OK;
+}
+
+typedef struct replay_ctx { eng_db *db; eng_coll *c; st_txn *txn; uint64_t n; } replay_ctx;
+
+static int replay_change(void *ud, const st_change *ch) {
+    replay_ctx *r = ud;
+    int64_t id = (int64_t)ch->item;
+    int rc;
+    if (ch->op == ST_OP_ADD) {
+        const float *v; int dim;
+        rc = st_item_vector(r->txn, ch->item, &v, &dim);
+        if (rc == PERR_NOT_FOUND) { perr_clear(); return 0; } /* deleted later */
+        if (rc) return rc;
+        if (idx_contains(r->c->ix, id)) return 0;
+        rc = idx_add(r->c->ix, v, &id, 1);
+        if (rc) return rc;
+    } else {
+        rc = idx_remove(r->c->ix, &id, 1, NULL);
+        if (rc) return rc;
+    }
+    r->c->index_seq = ch->seq;
+    r->n++;
+    return 0;
+}
+
+static int save_index(eng_db *db, eng_coll *c) {
+    if (db->read_only || !c->unsaved) return PERR_OK;
+    char path[PATH_MAX];
+    index_path(db, c->id, path, sizeof path);
+    int rc = idx_save(c->ix, path, c->index_seq);
+    if (rc) return perr_prefix(rc, "collection %s: saving %s", c->name, path);
+    c->saved_seq = c->index_seq;
+    c->unsaved = 0;
+    /* The log before the saved sequence is no longer needed. */
+    st_txn *w = NULL;
+    if (st_txn_begin(db->st, 1, &w) == PERR_OK) {
+        if (st_changes_trim(w, c->id, c->saved_seq) == PERR_OK) st_txn_commit(w);
+        else st_txn_abort(w);
+    }
+    perr_clear();
+    return PERR_OK;
+}
+
+/* Loads (or rebuilds) one collection's index and catches it up with LMDB. */
+static int load_collection(eng_db *db, const st_collection *sc, st_txn *txn, eng_coll *c) {
+    memset(c, 0, sizeof *c);
+    c->id = sc->id;
+    snprintf(c->name, sizeof c->name, "%s", sc->name);
+    snprintf(c->factory, sizeof c->factory, "%s", sc->factory);
+    char path[PATH_MAX];
+    index_path(db, c->id, path, sizeof path);
+    uint64_t covered = 0;
+    int rc = idx_load(path, NULL, &c->ix, &covered);
+    const char *why = NULL;
+    if (rc == PERR_NOT_FOUND) why = "missing";
+    else if (rc) why = perr_msg();
+    else if (idx_dim(c->ix) != db->dim) why = "of another dimension";
+    else if (strcmp(idx_factory(c->ix), c->factory)) why = "of another index type";
+    else if (covered > sc->seq) why = "newer than the database";
+    if (!why) {
+        c->index_seq = c->saved_seq = covered;
+        replay_ctx r = {db, c, txn, 0};
+        rc = st_changes(txn, c->id, covered, replay_change, &r);
+        if (rc == PERR_NOT_FOUND) why = "older than the change log";
+        else if (rc) why = perr_msg();
+        else {
+            c->index_seq = sc->seq;
+            c->unsaved = r.n;
+            if (idx_count(c->ix) != sc->n_items) why = "inconsistent with the database";
+        }
+    }
+    if (why) {
+        if (rc != PERR_NOT_FOUND || strcmp(why, "missing"))
+            fprintf(stderr, "percept: collection %s: index file %s is %s; rebuilding it from the database\n",
+                    c->name, path, why);
+        perr_clear();
+        rc = rebuild_index(db, c, txn, sc->seq);
+        if (rc) return rc;
+    }
+    return PERR_OK;
+}
+
+static int colls_push(eng_db *db, const eng_coll *c) {
+    if (db->n_colls == db->cap_colls) {
+        int cap = db->cap_colls ? db->cap_colls * 2 : 8;
+        eng_coll *n = realloc(db->colls, sizeof *n * (size_t)cap);
+        if (!n) return perr_set(PERR_NOMEM, "collections");
+        db->colls = n;
+        db->cap_colls = cap;
+    }
+    db->colls[db->n_colls++] = *c;
+    return PERR_OK;
+}
+
+static int load_collections(eng_db *db) {
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    st_collection *cs = NULL;
+    size_t n = 0;
+    rc = st_coll_list(txn, &cs, &n);
+    for (size_t i = 0; rc == PERR_OK && i < n; i++) {
+        eng_coll c;
+        rc = load_collection(db, &cs[i], txn, &c);
+        if (rc == PERR_OK) rc = colls_push(db, &c);
+        else idx_free(c.ix);
+    }
+    st_txn_abort(txn);
+    free(cs);
+    for (int i = 0; rc == PERR_OK && i < db->n_colls; i++) rc = save_index(db, &db->colls[i]);
+    return rc;
+}
+
+static int coll_create_locked(eng_db *db, const char *name, const char *factory) {
+    if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
+    if (!factory || !*factory) factory = ENG_DEFAULT_INDEX;
+    eng_coll c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.name, sizeof c.name, "%s", name);
+    snprintf(c.factory, sizeof c.factory, "%s", factory);
+    /* Validate the factory before storing it. */
+    int rc = idx_create(factory, db->dim, NULL, &c.ix);
+    if (rc) return perr_prefix(rc, "collection %s: index \"%s\"", name, factory);
+    st_txn *w;
+    rc = st_txn_begin(db->st, 1, &w);
+    if (rc == PERR_OK) {
+        rc = st_coll_create(w, name, factory, &c.id);
+        if (rc == PERR_OK) rc = st_txn_commit(w);
+        else st_txn_abort(w);
+    }
+    if (rc == PERR_OK) {
+        pthread_rwlock_wrlock(&db->coll_lock);
+        rc = colls_push(db, &c);
+        pthread_rwlock_unlock(&db->coll_lock);
+    }
+    if (rc) { idx_free(c.ix); return perr_prefix(rc, "creating collection %s", name); }
+    return PERR_OK;
+}
+
+int eng_coll_ensure(eng_db *db, const char *name, const char *factory) {
+    pthread_rwlock_rdlock(&db->coll_lock);
+    int have = eng_coll_find(db, name) != NULL;
+    pthread_rwlock_unlock(&db->coll_lock);
+    if (have) return PERR_OK;
+    pthread_mutex_lock(&db->write_mu);
+    pthread_rwlock_rdlock(&db->coll_lock);
+    have = eng_coll_find(db, name) != NULL;
+    pthread_rwlock_unlock(&db->coll_lock);
+    int rc = have ? PERR_OK : coll_create_locked(db, name, factory);
+    pthread_mutex_unlock(&db->write_mu);
+    return rc;
+}
+
+int eng_collection_create(eng_db *db, const char *name, const char *factory) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    pthread_mutex_lock(&db->write_mu);
+    pthread_rwlock_rdlock(&db->coll_lock);
+    int have = eng_coll_find(db, name) != NULL;
+    pthread_rwlock_unlock(&db->coll_lock);
+    int rc = have ? perr_set(PERR_EXISTS, "collection %s already exists", name)
+                  : coll_create_locked(db, name, factory);
+    pthread_mutex_unlock(&db->write_mu);
+    return rc;
+}
+
+int eng_collection_drop(eng_db *db, const char *name) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
+    pthread_mutex_lock(&db->write_mu);
+    pthread_rwlock_wrlock(&db->coll_lock);
+    int rc = PERR_OK;
+    eng_coll *c = eng_coll_find(db, name);
+    if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", name, db->dir); goto out; }
+    st_txn *w;
+    rc = st_txn_begin(db->st, 1, &w);
+    if (rc) goto out;
+    rc = st_coll_drop(w, c->id);
+    if (rc) { st_txn_abort(w); goto out; }
+    rc = st_txn_commit(w);
+    if (rc) goto out;
+    char path[PATH_MAX];
+    index_path(db, c->id, path, sizeof path);
+    unlink(path);
+    idx_free(c->ix);
+    int i = (int)(c - db->colls);
+    memmove(&db->colls[i], &db->colls[i + 1], sizeof *c * (size_t)(db->n_colls - i - 1));
+    db->n_colls--;
+out:
+    pthread_rwlock_unlock(&db->coll_lock);
+    pthread_mutex_unlock(&db->write_mu);
+    return rc;
+}
+
+static float threshold_of(eng_db *db, const char *set) {
+    for (int i = 0; i < db->n_thr; i++)
+        if (!strcmp(db->thr[i].set, set)) return db->thr[i].value;
+    return NAN;
+}
+
+static void fill_coll_info(eng_db *db, eng_coll *c, const st_collection *sc, eng_collection_info *o) {
+    memset(o, 0, sizeof *o);
+    snprintf(o->name, sizeof o->name, "%s", c->name);
+    snprintf(o->factory, sizeof o->factory, "%s", c->factory);
+    o->n_items = sc ? sc->n_items : 0;
+    o->seq = sc ? sc->seq : 0;
+    o->n_index = idx_count(c->ix);
+    o->index_seq = c->index_seq;
+    o->trained = !idx_needs_training(c->ix);
+    o->threshold = threshold_of(db, c->name);
+}
+
+int eng_collection_list(eng_db *db, eng_collection_info **out, int *n) {
+    *out = NULL;
+    *n = 0;
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    pthread_rwlock_rdlock(&db->coll_lock);
+    pthread_mutex_lock(&db->write_mu);
+    eng_collection_info *arr = calloc((size_t)db->n_colls + 1, sizeof *arr);
+    if (!arr) rc = perr_set(PERR_NOMEM, "collection list");
+    for (int i = 0; rc == PERR_OK && i < db->n_colls; i++) {
+        st_collection sc;
+        int r2 = st_coll_get_id(txn, db->colls[i].id, &sc);
+        fill_coll_info(db, &db->colls[i], r2 == PERR_OK ? &sc : NULL, &arr[i]);
+    }
+    int cnt = db->n_colls;
+    pthread_mutex_unlock(&db->write_mu);
+    pthread_rwlock_unlock(&db->coll_lock);
+    st_txn_abort(txn);
+    if (rc) { free(arr); return rc; }
+    *out = arr;
+    *n = cnt;
+    return PERR_OK;
+}
+
+int eng_collection_get(eng_db *db, const char *name, eng_collection_info *out) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    pthread_rwlock_rdlock(&db->coll_lock);
+    eng_coll *c = eng_coll_find(db, name);
+    if (!c) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", name, db->dir);
+    else {
+        st_collection sc;
+        rc = st_coll_get_id(txn, c->id, &sc);
+        if (rc == PERR_OK) fill_coll_info(db, c, &sc, out);
+    }
+    pthread_rwlock_unlock(&db->coll_lock);
+    st_txn_abort(txn);
+    return rc;
+}
+
+/* A set is "collection" or "collection:label"; the collection must exist. */
+static int check_set(eng_db *db, const char *set) {
+    char name[ST_NAME_MAX + 1];
+    const char *colon = strchr(set, ':');
+    size_t nl = colon ? (size_t)(colon - set) : strlen(set);
+    if (nl == 0 || nl > ST_NAME_MAX) return perr_set(PERR_INVALID, "set \"%s\": bad collection name", set);
+    memcpy(name, set, nl);
+    name[nl] = 0;
+    pthread_rwlock_rdlock(&db->coll_lock);
+    int have = eng_coll_find(db, name) != NULL;
+    pthread_rwlock_unlock(&db->coll_lock);
+    if (!have) return perr_set(PERR_NOT_FOUND, "set \"%s\": no collection %s", set, name);
+    return PERR_OK;
+}
+
+int eng_set_threshold(eng_db *db, const char *set, float threshold) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
+    if (!(threshold >= -1.0f && threshold <= 1.0f))
+        return perr_set(PERR_INVALID, "threshold %g: a cosine threshold is within [-1, 1]", threshold);
+    if (strlen(set) >= sizeof db->thr[0].set) return perr_set(PERR_INVALID, "set name too long");
+    int rc = check_set(db, set);
+    if (rc) return rc;
+    pthread_mutex_lock(&db->write_mu);
+    int i;
+    for (i = 0; i < db->n_thr; i++) if (!strcmp(db->thr[i].set, set)) break;
+    if (i == db->n_thr) {
+        void *n = realloc(db->thr, sizeof *db->thr * (size_t)(db->n_thr + 1));
+        if (!n) { pthread_mutex_unlock(&db->write_mu); return perr_set(PERR_NOMEM, "thresholds"); }
+        db->thr = n;
+        snprintf(db->thr[i].set, sizeof db->thr[i].set, "%s", set);
+        db->n_thr++;
+    }
+    db->thr[i].value = threshold;
+    rc = write_engine_file(db);
+    pthread_mutex_unlock(&db->write_mu);
+    return rc;
+}
+
+int eng_get_threshold(eng_db *db, const char *set, float *out) {
+    pthread_mutex_lock(&db->write_mu);
+    *out = threshold_of(db, set);
+    pthread_mutex_unlock(&db->write_mu);
+    return PERR_OK;
+}
+
+/* ---------------------------------------------------------- open / close */
+
+static int ensure_dir(const char *dir) {
+    if (mkdir(dir, 0755) == 0 || errno == EEXIST) return PERR_OK;
+    return perr_errno(errno, "creating %s", dir);
+}
+
+int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
+    *out = NULL;
+    eng_open_opts dflt;
+    if (!o) { eng_open_opts_default(&dflt); o = &dflt; }
+    eng_db *db = calloc(1, sizeof *db);
+    if (!db) return perr_set(PERR_NOMEM, "eng_open");
+    db->opts = *o;
+    db->read_only = o->read_only;
+    db->lock_fd = -1;
+    db->dir = strdup(dir);
+    if (o->vocab_path) db->vocab_path = strdup(o->vocab_path);
+    pthread_mutex_init(&db->model_mu, NULL);
+    pthread_mutex_init(&db->write_mu, NULL);
+    pthread_mutex_init(&db->pool.mu, NULL);
+    pthread_cond_init(&db->pool.cv, NULL);
+    pthread_rwlock_init(&db->coll_lock, NULL);
+    int rc = PERR_OK;
+    pe_model *given = NULL;
+
+    if (o->create && !o->read_only) {
+        rc = ensure_dir(dir);
+        if (rc) goto fail;
+    }
+    st_opts so;
+    st_opts_default(&so);
+    if (o->map_size) so.map_size = o->map_size;
+    so.read_only = o->read_only;
+    so.create = o->create;
+    rc = st_open(dir, &so, &db->st);
+    if (rc == PERR_NOT_FOUND && !o->create)
+        { perr_prefix(rc, "no database in %s (ingest with --model creates one)", dir); goto fail; }
+    if (rc) goto fail;
+
+    if (!o->read_only) {
+        char lp[PATH_MAX];
+        snprintf(lp, sizeof lp, "%s/engine.lock", dir);
+        db->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (db->lock_fd < 0) { rc = perr_errno(errno, "%s", lp); goto fail; }
+        if (flock(db->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            rc = perr_set(PERR_BUSY, "database %s is open for writing by another process", dir);
+            goto fail;
+        }
+    }
+
+    st_txn *txn;
+    rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) goto fail;
+    st_info info;
+    rc = st_info_get(txn, &info);
+    st_txn_abort(txn);
+    if (rc) goto fail;
+    rc = read_engine_file(db);
+    if (rc) goto fail;
+
+    if (o->model_path) {
+        rc = load_model(db, o->model_path, &given);
+        if (rc) goto fail;
+    }
+    if (info.dim == 0) { /* a new database: record the model */
+        if (!given) {
+            rc = perr_set(PERR_INVALID, "database %s has no model yet: pass the model (--model FILE) to create it", dir);
+            goto fail;
+        }
+        if (o->read_only) { rc = perr_set(PERR_INVALID, "database %s is empty (open it writable to create it)", dir); goto fail; }
+        const pe_config *c = pe_model_config(given);
+        st_txn *w;
+        rc = st_txn_begin(db->st, 1, &w);
+        if (rc) goto fail;
+        rc = st_model_set(w, pe_model_fingerprint(given), c->name, c->output_dim);
+        if (rc) { st_txn_abort(w); goto fail; }
+        rc = st_txn_commit(w);
+        if (rc) goto fail;
+        info.dim = c->output_dim;
+        info.model_fingerprint = pe_model_fingerprint(given);
+        snprintf(info.model_name, sizeof info.model_name, "%s", c->name);
+    }
+    db->dim = info.dim;
+    db->fingerprint = info.model_fingerprint;
+    snprintf(db->model_name, sizeof db->model_name, "%s", info.model_name);
+    if (given) {
+        if (pe_model_fingerprint(given) != db->fingerprint || pe_model_config(given)->output_dim != db->dim) {
+            rc = model_mismatch(db, o->model_path, given);
+            goto fail;
+        }
+        char *abs = realpath(o->model_path, NULL);
+        int changed = !db->model_path || strcmp(db->model_path, abs ? abs : o->model_path);
+        free(db->model_path);
+        db->model_path = abs ? abs : strdup(o->model_path);
+        db->model = given;
+        given = NULL;
+        if (changed && !o->read_only) {
+            rc = write_engine_file(db);
+            if (rc) goto fail;
+        }
+    }
+    rc = load_collections(db);
+    if (rc) goto fail;
+    *out = db;
+    return PERR_OK;
+fail:
+    pe_model_free(given);
+    eng_close(db);
+    return rc;
+}
+
+int eng_open_model(const char *model_path, const char *vocab_path, eng_db **out) {
+    *out = NULL;
+    eng_db *db = calloc(1, sizeof *db);
+    if (!db) return perr_set(PERR_NOMEM, "eng_open_model");
+    eng_open_opts_default(&db->opts);
+    db->read_only = 1;
+    db->lock_fd = -1;
+    db->dir = strdup("(no database)");
+    pthread_mutex_init(&db->model_mu, NULL);
+    pthread_mutex_init(&db->write_mu, NULL);
+    pthread_mutex_init(&db->pool.mu, NULL);
+    pthread_cond_init(&db->pool.cv, NULL);
+    pthread_rwlock_init(&db->coll_lock, NULL);
+    db->model_path = realpath(model_path, NULL);
+    if (!db->model_path) db->model_path = strdup(model_path);
+    if (vocab_path) db->vocab_path = strdup(vocab_path);
+    int rc = load_model(db, model_path, &db->model);
+    if (rc == PERR_OK) {
+        const pe_config *c = pe_model_config(db->model);
+        db->dim = c->output_dim;
+        db->fingerprint = pe_model_fingerprint(db->model);
+        snprintf(db->model_name, sizeof db->model_name, "%s", c->name);
+        rc = eng_model_ready(db);
+    }
+    if (rc) { eng_close(db); return rc; }
+    *out = db;
+    return PERR_OK;
+}
+
+int eng_checkpoint(eng_db *db) {
+    int rc = PERR_OK;
+    pthread_mutex_lock(&db->write_mu);
+    pthread_rwlock_rdlock(&db->coll_lock);
+    for (int i = 0; i < db->n_colls; i++) {
+        int r = save_index(db, &db->colls[i]);
+        if (r && rc == PERR_OK) rc = r;
+    }
+    pthread_rwlock_unlock(&db->coll_lock);
+    pthread_mutex_unlock(&db->write_mu);
+    return rc;
+}
+
+int eng_close(eng_db *db) {
+    if (!db) return PERR_OK;
+    int rc = PERR_OK;
+    if (db->st) rc = eng_checkpoint(db);
+    for (int i = 0; i < db->n_colls; i++) idx_free(db->colls[i].ix);
+    free(db->colls);
+    for (int i = 0; i < db->pool.n; i++) pe_ctx_free(db->pool.free_ctx[i]);
+    free(db->pool.free_ctx);
+    pe_tokenizer_free(db->tok);
+    pe_model_free(db->model);
+    st_close(db->st);
+    if (db->lock_fd >= 0) close(db->lock_fd);
+    pthread_mutex_destroy(&db->model_mu);
+    pthread_mutex_destroy(&db->write_mu);
+    pthread_mutex_destroy(&db->pool.mu);
+    pthread_cond_destroy(&db->pool.cv);
+    pthread_rwlock_destroy(&db->coll_lock);
+    free(db->thr);
+    free(db->model_path);
+    free(db->vocab_path);
+    free(db->dir);
+    free(db);
+    return rc;
+}
+
+int eng_get_info(eng_db *db, eng_info *out) {
+    memset(out, 0, sizeof *out);
+    snprintf(out->model_path, sizeof out->model_path, "%s", db->model_path ? db->model_path : "");
+    snprintf(out->model_name, sizeof out->model_name, "%s", db->model_name);
+    out->model_fingerprint = db->fingerprint;
+    out->dim = db->dim;
+    out->layout_version = ST_LAYOUT_VERSION;
+    return PERR_OK;
+}
+
+/* ------------------------------------------------------------- index sync */
+
+int eng_index_added(eng_db *db, uint32_t coll, const uint64_t *ids, const float *vecs,
+                    size_t n, uint64_t seq) {
+    pthread_rwlock_rdlock(&db->coll_lock);
+    eng_coll *c = eng_coll_find_id(db, coll);
+    int rc = PERR_OK;
+    if (c && n) {
+        rc = idx_add(c->ix, vecs, (const int64_t *)ids, n);
+        if (rc == PERR_OK) {
+            c->index_seq = seq;
+            c->unsaved += n;
+            if (db->opts.save_every > 0 && c->unsaved >= (uint64_t)db->opts.save_every)
+                rc = save_index(db, c);
+        }
+    }
+    pthread_rwlock_unlock(&db->coll_lock);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ items */
+
+static const char *media_name(st_media m) {
+    return m == ST_MEDIA_VIDEO ? "video" : m == ST_MEDIA_IMAGE ? "image" : "vector";
+}
+
+int eng_fill_item(eng_db *db, const st_item *si, eng_item *it) {
+    memset(it, 0, sizeof *it);
+    it->id = si->id;
+    pthread_rwlock_rdlock(&db->coll_lock);
+    eng_coll *c = eng_coll_find_id(db, si->coll);
+    snprintf(it->collection, sizeof it->collection, "%s", c ? c->name : "?");
+    pthread_rwlock_unlock(&db->coll_lock);
+    it->uri = strdup(si->uri ? si->uri : "");
+    snprintf(it->media, sizeof it->media, "%s", media_name(si->media));
+    memcpy(it->sha256, si->hash, 32);
+    it->size = si->size_bytes;
+    it->width = si->width;
+    it->height = si->height;
+    it->created_ms = si->created_ms;
+    it->duration_s = si->duration_s;
+    it->labels = calloc(si->n_labels + 1, sizeof(char *));
+    it->meta = calloc(si->n_meta + 1, sizeof(eng_kv));
+    if (!it->uri || !it->labels || !it->meta) return perr_set(PERR_NOMEM, "item");
+    for (size_t i = 0; i < si->n_labels; i++) {
+        if (!(it->labels[i] = strdup(si->labels[i]))) return perr_set(PERR_NOMEM, "item");
+        it->n_labels++;
+    }
+    for (size_t i = 0; i < si->n_meta; i++) {
+        it->meta[i].key = strdup(si->meta[i].key);
+        it->meta[i].value = strdup(si->meta[i].value);
+        it->n_meta++;
+        if (!it->meta[i].key || !it->meta[i].value) return perr_set(PERR_NOMEM, "item");
+    }
+    return PERR_OK;
+}
+
+static void item_clear(eng_item *it) {
+    free(it->uri);
+    for (int i = 0; i < it->n_labels; i++) free(it->labels[i]);
+    free(it->labels);
+    for (int i = 0; i < it->n_meta; i++) { free((char *)it->meta[i].key); free((char *)it->meta[i].value); }
+    free(it->meta);
+    free(it->vector);
+}
+
+void eng_item_free(eng_item *it) {
+    if (!it) return;
+    item_clear(it);
+    free(it);
+}
+
+int eng_get(eng_db *db, uint64_t id, int with_vector, eng_item **out) {
+    *out = NULL;
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    st_item *si = NULL;
+    rc = st_item_get(txn, id, &si);
+    if (rc == PERR_NOT_FOUND) perr_set(rc, "no item %llu in %s", (unsigned long long)id, db->dir);
+    eng_item *it = NULL;
+    if (rc == PERR_OK) {
+        it = calloc(1, sizeof *it);
+        rc = it ? eng_fill_item(db, si, it) : perr_set(PERR_NOMEM, "item");
+    }
+    if (rc == PERR_OK && with_vector) {
+        const float *v; int dim;
+        rc = st_item_vector(txn, id, &v, &dim);
+        if (rc == PERR_OK) {
+            it->vector = malloc(sizeof(float) * (size_t)dim);
+            if (!it->vector) rc = perr_set(PERR_NOMEM, "vector");
+            else { memcpy(it->vector, v, sizeof(float) * (size_t)dim); it->dim = dim; }
+        }
+    }
+    st_item_free(si);
+    st_txn_abort(txn);
+    if (rc) { eng_item_free(it); return rc; }
+    *out = it;
+    return PERR_OK;
+}
+
+int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed) {
+    if (n_removed) *n_removed = 0;
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
+    pthread_mutex_lock(&db->write_mu);
+    st_txn *w;
+    int rc = st_txn_begin(db->st, 1, &w);
+    if (rc) { pthread_mutex_unlock(&db->write_mu); return rc; }
+    uint32_t *colls = calloc((size_t)n + 1, sizeof *colls);
+    uint64_t *seqs = calloc((size_t)n + 1, sizeof *seqs);
+    int *gone = calloc((size_t)n + 1, sizeof *gone);
+    uint64_t missing = 0;
+    if (!colls || !seqs || !gone) rc = perr_set(PERR_NOMEM, "remove");
+    for (int i = 0; rc == PERR_OK && i < n; i++) {
+        st_item *si = NULL;
+        int r = st_item_get(w, ids[i], &si);
+        if (r == PERR_NOT_FOUND) { if (!missing) missing = ids[i] ? ids[i] : UINT64_MAX; perr_clear(); continue; }
+        if (r) { rc = r; break; }
+        colls[i] = si->coll;
+        st_item_free(si);
+        rc = st_item_delete(w, ids[i], &seqs[i]);
+        if (rc == PERR_OK) gone[i] = 1;
+    }
+    if (rc == PERR_OK) rc = st_txn_commit(w);
+    else st_txn_abort(w);
+    if (rc == PERR_OK) {
+        pthread_rwlock_rdlock(&db->coll_lock);
+        for (int i = 0; i < n; i++) {
+            if (!gone[i]) continue;
+            eng_coll *c = eng_coll_find_id(db, colls[i]);
+            if (!c) continue;
+            int64_t id = (int64_t)ids[i];
+            int r = idx_remove(c->ix, &id, 1, NULL);
+            if (r && rc == PERR_OK) rc = r;
+            if (seqs[i] > c->index_seq) c->index_seq = seqs[i];
+            c->unsaved++;
+            if (n_removed) (*n_removed)++;
+        }
+        pthread_rwlock_unlock(&db->coll_lock);
+    }
+    pthread_mutex_unlock(&db->write_mu);
+    free(colls); free(seqs); free(gone);
+    if (rc == PERR_OK && missing)
+        rc = perr_set(PERR_NOT_FOUND, "no item %llu in %s", (unsigned long long)missing, db->dir);
+    return rc;
+}
+
+static int label_op(eng_db *db, const char *label, const uint64_t *ids, int n, int add) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
+    pthread_mutex_lock(&db->write_mu);
+    st_txn *w;
+    int rc = st_txn_begin(db->st, 1, &w);
+    for (int i = 0; rc == PERR_OK && i < n; i++) {
+        rc = add ? st_label_add(w, ids[i], label) : st_label_remove(w, ids[i], label);
+        if (rc == PERR_NOT_FOUND) perr_set(rc, "no item %llu in %s", (unsigned long long)ids[i], db->dir);
+    }
+    if (rc == PERR_OK) rc = st_txn_commit(w);
+    else st_txn_abort(w);
+    pthread_mutex_unlock(&db->write_mu);
+    return rc;
+}
+
+int eng_label_add(eng_db *db, const char *label, const uint64_t *ids, int n) { return label_op(db, label, ids, n, 1); }
+int eng_label_remove(eng_db *db, const char *label, const uint64_t *ids, int n) { return label_op(db, label, ids, n, 0); }
+
+/* ------------------------------------------------------------------ stats */
+
+int eng_get_stats(eng_db *db, eng_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    st_stats ss;
+    rc = st_stats_get(txn, &ss);
+    st_txn_abort(txn);
+    if (rc) return rc;
+    out->n_items = ss.n_items;
+    out->n_collections = (int)ss.n_collections;
+    out->lmdb_bytes = ss.file_bytes;
+    out->map_size = ss.map_size;
+    pthread_rwlock_rdlock(&db->coll_lock);
+    for (int i = 0; i < db->n_colls; i++) {
+        char p[PATH_MAX];
+        struct stat sb;
+        index_path(db, db->colls[i].id, p, sizeof p);
+        if (stat(p, &sb) == 0) out->index_bytes += (uint64_t)sb.st_size;
+    }
+    pthread_rwlock_unlock(&db->coll_lock);
+    return PERR_OK;
+}
+
+typedef struct foreach_ctx {
+    eng_db *db; st_txn *txn; int with_vector; eng_item_fn fn; void *user;
+} foreach_ctx;
+
+static int foreach_item(void *ud, const st_item *si) {
+    foreach_ctx *f = ud;
+    eng_item it;
+    int rc = eng_fill_item(f->db, si, &it);
+    if (rc == PERR_OK && f->with_vector) {
+        const float *v; int dim;
+        rc = st_item_vector(f->txn, si->id, &v, &dim);
+        if (rc == PERR_OK) { it.vector = (float *)v; it.dim = dim; }
+    }
+    if (rc == PERR_OK) rc = f->fn(f->user, &it);
+    it.vector = NULL; /* points into the map */
+    item_clear(&it);
+    return rc;
+}
+
+int eng_foreach(eng_db *db, const char *collection, int with_vector, eng_item_fn fn, void *user) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    uint32_t ids[256];
+    int n = 0;
+    pthread_rwlock_rdlock(&db->coll_lock);
+    for (int i = 0; i < db->n_colls && n < 256; i++)
+        if (!collection || !strcmp(collection, db->colls[i].name)) ids[n++] = db->colls[i].id;
+    pthread_rwlock_unlock(&db->coll_lock);
+    if (collection && n == 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", collection, db->dir);
+    foreach_ctx f = {db, txn, with_vector, fn, user};
+    for (int i = 0; rc == PERR_OK && i < n; i++) rc = st_scan_items(txn, ids[i], 0, foreach_item, &f);
+    st_txn_abort(txn);
+    return rc;
+}

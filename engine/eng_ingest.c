@@ -1,0 +1,679 @@
+/* eng_ingest: the bulk ingest pipeline and single-item adds.
+ *
+ * DESIGN. Four stages joined by bounded queues:
+ *   walker (caller's thread): expands paths (directories recursively, in
+ *     name order; "-" reads paths from stdin) -> q_path
+ *   decoders (opts.jobs threads): read the file (regular files only, size
+ *     limit), SHA-256 it, look the hash up in the collection (already
+ *     present: skipped before any decoding), sniff the content, decode and
+ *     preprocess with libvips -> q_enc; failures and "present" go straight
+ *     to q_write so that every result is reported by one thread
+ *   encoder (1 thread, one pe_ctx with encoder_threads threads): batches of
+ *     up to opts.batch images -> normalized vectors -> q_write
+ *   writer (1 thread): commits up to opts.commit_batch items per LMDB write
+ *     transaction (under db->write_mu), then adds them to the FAISS index,
+ *     then acknowledges them (on_result). Nothing is reported added before
+ *     its transaction committed.
+ * Queues are bounded, so memory stays at O(jobs + batch + commit_batch)
+ * decoded images whatever the number of files.
+ *
+ * Never: stop the run for one bad file; report an item before its commit.
+ */
+#define _GNU_SOURCE
+#include "engine/eng_internal.h"
+#include "common/perr.h"
+#include "encoder/pe_image.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ENG_MAX_FILE_BYTES ((size_t)256 << 20)
+
+void eng_ingest_opts_default(eng_ingest_opts *o) {
+    memset(o, 0, sizeof *o);
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    o->jobs = nc > 0 ? (int)nc : 1;
+    o->batch = 8;
+    o->commit_batch = 64;
+    o->recursive = 1;
+}
+
+/* --------------------------------------------------------- bounded queue */
+
+typedef struct queue {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    void **buf;
+    int cap, head, n;
+    int producers;          /* open producers; closed when 0 */
+} queue;
+
+static int q_init(queue *q, int cap, int producers) {
+    memset(q, 0, sizeof *q);
+    q->buf = calloc((size_t)cap, sizeof(void *));
+    if (!q->buf) return perr_set(PERR_NOMEM, "ingest queue");
+    q->cap = cap;
+    q->producers = producers;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->not_empty, NULL);
+    pthread_cond_init(&q->not_full, NULL);
+    return PERR_OK;
+}
+
+static void q_destroy(queue *q) {
+    free(q->buf);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+}
+
+static void q_push(queue *q, void *p) {
+    pthread_mutex_lock(&q->mu);
+    while (q->n == q->cap) pthread_cond_wait(&q->not_full, &q->mu);
+    q->buf[(q->head + q->n++) % q->cap] = p;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* One producer is done; the queue closes when all are. */
+static void q_done(queue *q) {
+    pthread_mutex_lock(&q->mu);
+    q->producers--;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* Waits up to wait_s (< 0: forever) for an element. NULL when closed and
+ * empty, or on timeout (*timed_out set). */
+static void *q_pop(queue *q, double wait_s, int *timed_out) {
+    if (timed_out) *timed_out = 0;
+    struct timespec dl;
+    if (wait_s >= 0) {
+        clock_gettime(CLOCK_REALTIME, &dl);
+        long ns = dl.tv_nsec + (long)(wait_s * 1e9);
+        dl.tv_sec += ns / 1000000000L;
+        dl.tv_nsec = ns % 1000000000L;
+    }
+    pthread_mutex_lock(&q->mu);
+    while (q->n == 0 && q->producers > 0) {
+        if (wait_s < 0) pthread_cond_wait(&q->not_empty, &q->mu);
+        else if (pthread_cond_timedwait(&q->not_empty, &q->mu, &dl) == ETIMEDOUT) {
+            if (q->n == 0) { if (timed_out) *timed_out = 1; pthread_mutex_unlock(&q->mu); return NULL; }
+        }
+    }
+    void *p = NULL;
+    if (q->n) {
+        p = q->buf[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->n--;
+        pthread_cond_signal(&q->not_full);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return p;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+typedef struct job {
+    char *path;
+    uint8_t hash[32];
+    uint64_t size;
+    int width, height;
+    float *pixels;          /* 3 x S x S, until encoded */
+    float *vec;             /* dim, normalized, once encoded */
+    eng_outcome outcome;
+    int code;
+    char *reason;
+    uint64_t id;
+    int pending;            /* 1: to be stored; 0: result already known */
+} job;
+
+static void job_free(job *j) {
+    if (!j) return;
+    free(j->path);
+    free(j->pixels);
+    free(j->vec);
+    free(j->reason);
+    free(j);
+}
+
+static void job_fail(job *j, int code, const char *msg) {
+    j->outcome = ENG_FAILED;
+    j->code = code;
+    free(j->reason);
+    j->reason = strdup(msg && *msg ? msg : perr_str(code));
+    j->pending = 0;
+}
+
+typedef struct run {
+    eng_db *db;
+    const eng_ingest_opts *o;
+    uint32_t coll;
+    queue q_path, q_enc, q_write;
+    atomic_ullong seen, bytes;
+    atomic_int stop;        /* a fatal error: drain without work */
+    int fatal;              /* the writer's fatal error code */
+    char fatal_msg[1024];
+    double t0, encode_s;
+    eng_progress prog;
+    double last_prog;
+} run;
+
+static int stopping(run *r) {
+    return atomic_load(&r->stop) || (r->o->cancel && *r->o->cancel);
+}
+
+/* Reads a whole regular file without ever blocking on a FIFO or device. */
+static int read_file(const char *path, uint8_t **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return perr_errno(errno, "%s", path);
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) { int e = errno; close(fd); return perr_errno(e, "%s", path); }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return perr_set(PERR_UNSUPPORTED, "%s: not a regular file", path);
+    }
+    if ((uint64_t)sb.st_size > ENG_MAX_FILE_BYTES) {
+        close(fd);
+        return perr_set(PERR_TOO_LARGE, "%s: %lld bytes exceeds the %zu MiB file limit", path,
+                        (long long)sb.st_size, ENG_MAX_FILE_BYTES >> 20);
+    }
+    if (sb.st_size == 0) { close(fd); return perr_set(PERR_FORMAT, "%s: empty file", path); }
+    size_t cap = (size_t)sb.st_size;
+    uint8_t *buf = malloc(cap);
+    if (!buf) { close(fd); return perr_set(PERR_NOMEM, "%s: %zu bytes", path, cap); }
+    size_t off = 0;
+    while (off < cap) {
+        ssize_t n = read(fd, buf + off, cap - off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            int e = errno;
+            free(buf); close(fd);
+            return perr_errno(e, "%s", path);
+        }
+        if (n == 0) break; /* shrank meanwhile: hash what is there */
+        off += (size_t)n;
+    }
+    close(fd);
+    *data = buf;
+    *len = off;
+    return PERR_OK;
+}
+
+/* Hash lookup: an item with these bytes already in the collection? */
+static int hash_present(eng_db *db, uint32_t coll, const uint8_t hash[32], uint64_t *id) {
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    rc = st_hash_lookup(txn, coll, hash, id);
+    st_txn_abort(txn);
+    if (rc == PERR_NOT_FOUND) { perr_clear(); return 0; }
+    return rc ? rc : 1;
+}
+
+/* Reads, hashes, dedupes, sniffs and preprocesses one file (or buffer when
+ * data != NULL). On return j is pending (pixels set) or has its result. */
+static void prepare(eng_db *db, uint32_t coll, job *j, const uint8_t *data, size_t len,
+                    atomic_ullong *bytes) {
+    uint8_t *own = NULL;
+    int rc;
+    if (!data) {
+        rc = read_file(j->path, &own, &len);
+        if (rc) { job_fail(j, rc, perr_msg()); return; }
+        data = own;
+    }
+    if (bytes) atomic_fetch_add(bytes, len);
+    j->size = len;
+    eng_sha256(data, len, j->hash);
+    uint64_t id = 0;
+    rc = hash_present(db, coll, j->hash, &id);
+    if (rc < 0) { job_fail(j, rc, perr_msg()); goto out; }
+    if (rc == 1) { j->outcome = ENG_PRESENT; j->id = id; j->pending = 0; goto out; }
+    const char *fmt = "unknown";
+    pe_media_kind kind = pe_media_sniff_format(data, len, &fmt);
+    if (kind == PE_MEDIA_VIDEO) {
+        perr_set(PERR_UNSUPPORTED, "%s: video (%s) ingest is not available yet", j->path, fmt);
+        job_fail(j, PERR_UNSUPPORTED, perr_msg());
+        goto out;
+    }
+    if (kind == PE_MEDIA_UNKNOWN) {
+        perr_set(PERR_UNSUPPORTED, "%s: not an image or video (content looks like: %s)", j->path, fmt);
+        job_fail(j, PERR_UNSUPPORTED, perr_msg());
+        goto out;
+    }
+    size_t np = (size_t)3 * db->image_size * db->image_size;
+    j->pixels = malloc(np * sizeof(float));
+    if (!j->pixels) { job_fail(j, perr_set(PERR_NOMEM, "%s: pixels", j->path), perr_msg()); goto out; }
+    pe_image_info info;
+    rc = pe_image_preprocess_buffer(data, len, j->path, db->image_size, NULL, j->pixels, &info);
+    if (rc) {
+        /* libvips' message names the file already (label = path). */
+        job_fail(j, rc, perr_msg());
+        free(j->pixels);
+        j->pixels = NULL;
+        goto out;
+    }
+    j->width = info.width;
+    j->height = info.height;
+    j->pending = 1;
+out:
+    free(own);
+}
+
+/* ---------------------------------------------------------------- writer */
+
+/* Commits the pending jobs among jobs[0..n) in one transaction, then adds
+ * them to the index. Caller does not hold write_mu. Returns a fatal error
+ * (storage full, I/O): then every pending job of the batch failed. */
+static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_ingest_opts *o) {
+    int dim = db->dim;
+    float *vecs = malloc(sizeof(float) * (size_t)dim * (size_t)(n ? n : 1));
+    uint64_t *ids = malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
+    if (!vecs || !ids) { free(vecs); free(ids); return perr_set(PERR_NOMEM, "commit batch"); }
+    st_kv *meta = NULL;
+    if (o->n_meta) {
+        meta = calloc((size_t)o->n_meta, sizeof *meta);
+        if (!meta) { free(vecs); free(ids); return perr_set(PERR_NOMEM, "metadata"); }
+        for (int i = 0; i < o->n_meta; i++) { meta[i].key = o->meta[i].key; meta[i].value = o->meta[i].value; }
+    }
+    pthread_mutex_lock(&db->write_mu);
+    st_txn *w = NULL;
+    int rc = st_txn_begin(db->st, 1, &w);
+    int nadd = 0;
+    uint64_t last_seq = 0;
+    for (int i = 0; rc == PERR_OK && i < n; i++) {
+        job *j = jobs[i];
+        if (!j->pending) continue;
+        st_item it;
+        memset(&it, 0, sizeof it);
+        it.media = ST_MEDIA_IMAGE;
+        it.uri = j->path;
+        memcpy(it.hash, j->hash, 32);
+        it.size_bytes = j->size;
+        it.width = j->width;
+        it.height = j->height;
+        it.labels = o->labels;
+        it.n_labels = (size_t)o->n_labels;
+        it.meta = meta;
+        it.n_meta = (size_t)o->n_meta;
+        uint64_t id = 0, seq = 0;
+        int r = st_item_add(w, coll, &it, j->vec, NULL, 0, &id, &seq);
+        if (r == PERR_OK) {
+            j->id = id;
+            j->outcome = ENG_ADDED;
+            memcpy(vecs + (size_t)nadd * dim, j->vec, sizeof(float) * (size_t)dim);
+            ids[nadd++] = id;
+            last_seq = seq;
+        } else if (r == PERR_EXISTS) { /* same bytes earlier in this run */
+            perr_clear();
+            j->id = id;
+            j->outcome = ENG_PRESENT;
+            j->pending = 0;
+        } else if (r == PERR_INVALID) {  /* this item only; txn still alive */
+            job_fail(j, r, perr_msg());
+        } else {
+            rc = r;
+        }
+    }
+    if (rc == PERR_OK) rc = st_txn_commit(w);
+    else st_txn_abort(w);
+    if (rc == PERR_OK && nadd) {
+        int r = eng_index_added(db, coll, ids, vecs, (size_t)nadd, last_seq);
+        /* Committed items are safe in LMDB; the index catches up on open. */
+        if (r) fprintf(stderr, "percept: index update failed (%s); it is rebuilt on next open\n", perr_msg());
+    }
+    pthread_mutex_unlock(&db->write_mu);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", perr_msg());
+        for (int i = 0; i < n; i++)
+            if (jobs[i]->pending || jobs[i]->outcome == ENG_ADDED) job_fail(jobs[i], rc, msg);
+        perr_set(rc, "%s", msg);
+    } else {
+        for (int i = 0; i < n; i++) jobs[i]->pending = 0;
+    }
+    free(vecs);
+    free(ids);
+    free(meta);
+    return rc;
+}
+
+static void report(run *r, job *j) {
+    eng_progress *p = &r->prog;
+    if (j->outcome == ENG_ADDED) p->added++;
+    else if (j->outcome == ENG_PRESENT) p->present++;
+    else p->failed++;
+    p->done++;
+    if (r->o->on_result) {
+        eng_file_result fr = {j->path, j->outcome, j->code, j->reason, j->id};
+        r->o->on_result(r->o->user, &fr);
+    }
+}
+
+static void progress(run *r, int force) {
+    double now = eng_now_s();
+    if (!force && now - r->last_prog < 0.2) return;
+    r->last_prog = now;
+    r->prog.seen = atomic_load(&r->seen);
+    r->prog.bytes = atomic_load(&r->bytes);
+    r->prog.elapsed_s = now - r->t0;
+    r->prog.encode_s = r->encode_s;
+    if (r->o->on_progress) r->o->on_progress(r->o->user, &r->prog);
+}
+
+static void *writer_main(void *arg) {
+    run *r = arg;
+    int cb = r->o->commit_batch > 0 ? r->o->commit_batch : 64;
+    job **batch = calloc((size_t)cb, sizeof *batch);
+    int n = 0;
+    for (;;) {
+        int to = 0;
+        /* Wait for work; with a partial batch, commit as soon as the queue
+         * is momentarily empty (latency) rather than wait for it to fill. */
+        job *j = q_pop(&r->q_write, n ? 0.02 : -1, &to);
+        if (j && !batch) { job_fail(j, PERR_NOMEM, "commit batch"); report(r, j); job_free(j); continue; }
+        if (j && !j->pending) { report(r, j); job_free(j); progress(r, 0); continue; }
+        if (j && r->fatal) { job_fail(j, r->fatal, r->fatal_msg); report(r, j); job_free(j); continue; }
+        if (j) batch[n++] = j;
+        if (n && (n == cb || !j)) {
+            int rc = commit_jobs(r->db, r->coll, batch, n, r->o);
+            if (rc && !r->fatal) {
+                r->fatal = rc;
+                snprintf(r->fatal_msg, sizeof r->fatal_msg, "%s", perr_msg());
+                atomic_store(&r->stop, 1);
+            }
+            for (int i = 0; i < n; i++) { report(r, batch[i]); job_free(batch[i]); }
+            n = 0;
+            progress(r, 0);
+        }
+        if (!j && !to) break; /* closed and drained */
+    }
+    free(batch);
+    return NULL;
+}
+
+/* --------------------------------------------------------------- encoder */
+
+typedef struct enc_arg { run *r; pe_ctx *ctx; } enc_arg;
+
+static void *encoder_main(void *arg) {
+    enc_arg *ea = arg;
+    run *r = ea->r;
+    eng_db *db = r->db;
+    int bmax = r->o->batch > 0 ? r->o->batch : 8;
+    size_t np = (size_t)3 * db->image_size * db->image_size;
+    float *px = malloc(sizeof(float) * np * (size_t)bmax);
+    float *out = malloc(sizeof(float) * (size_t)db->dim * (size_t)bmax);
+    job **b = calloc((size_t)bmax, sizeof *b);
+    for (;;) {
+        int n = 0, to = 0;
+        job *j = q_pop(&r->q_enc, -1, NULL);
+        if (!j) break;
+        b[n++] = j;
+        /* Fill the batch while decoders keep up; don't stall on a slow one. */
+        while (n < bmax && (j = q_pop(&r->q_enc, 0.05, &to))) b[n++] = j;
+        int rc = (px && out && b) ? PERR_OK : perr_set(PERR_NOMEM, "encoder batch");
+        if (rc == PERR_OK && !stopping(r)) {
+            for (int i = 0; i < n; i++) memcpy(px + np * i, b[i]->pixels, sizeof(float) * np);
+            double t = eng_now_s();
+            rc = pe_encode_pixels(ea->ctx, px, n, out);
+            r->encode_s += eng_now_s() - t;
+        } else if (rc == PERR_OK) {
+            rc = perr_set(PERR_CANCELLED, "ingest stopped before this file was stored");
+        }
+        for (int i = 0; i < n; i++) {
+            free(b[i]->pixels);
+            b[i]->pixels = NULL;
+            if (rc == PERR_OK) {
+                b[i]->vec = malloc(sizeof(float) * (size_t)db->dim);
+                if (!b[i]->vec) job_fail(b[i], PERR_NOMEM, "vector");
+                else {
+                    memcpy(b[i]->vec, out + (size_t)db->dim * i, sizeof(float) * (size_t)db->dim);
+                    pe_l2_normalize(b[i]->vec, db->dim);
+                }
+            } else {
+                job_fail(b[i], rc, perr_msg());
+            }
+            q_push(&r->q_write, b[i]);
+        }
+        if (!j && !to) break;
+    }
+    free(px); free(out); free(b);
+    q_done(&r->q_write);
+    return NULL;
+}
+
+/* --------------------------------------------------------------- decoder */
+
+static void *decoder_main(void *arg) {
+    run *r = arg;
+    char *path;
+    while ((path = q_pop(&r->q_path, -1, NULL))) {
+        job *j = calloc(1, sizeof *j);
+        if (!j) { free(path); continue; }
+        j->path = path;
+        if (stopping(r)) {
+            job_fail(j, r->fatal ? r->fatal : PERR_CANCELLED,
+                     r->fatal ? r->fatal_msg : "ingest cancelled before this file");
+            q_push(&r->q_write, j);
+            continue;
+        }
+        prepare(r->db, r->coll, j, NULL, 0, &r->bytes);
+        q_push(j->pending ? &r->q_enc : &r->q_write, j);
+    }
+    q_done(&r->q_enc);
+    q_done(&r->q_write);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- walker */
+
+static void push_path(run *r, const char *p) {
+    char *s = strdup(p);
+    if (!s) return;
+    atomic_fetch_add(&r->seen, 1);
+    q_push(&r->q_path, s);
+}
+
+static int name_cmp(const struct dirent **a, const struct dirent **b) {
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static void walk(run *r, const char *path, int depth) {
+    if (stopping(r)) return;
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) || !r->o->recursive || depth > 64) {
+        push_path(r, path); /* the decoder reports what is wrong with it */
+        return;
+    }
+    struct dirent **ents = NULL;
+    int n = scandir(path, &ents, NULL, name_cmp);
+    if (n < 0) { push_path(r, path); return; }
+    for (int i = 0; i < n; i++) {
+        const char *nm = ents[i]->d_name;
+        if (strcmp(nm, ".") && strcmp(nm, "..") && !stopping(r)) {
+            size_t len = strlen(path) + strlen(nm) + 2;
+            char *child = malloc(len);
+            if (child) {
+                snprintf(child, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", nm);
+                walk(r, child, depth + 1);
+                free(child);
+            }
+        }
+        free(ents[i]);
+    }
+    free(ents);
+}
+
+static uint32_t coll_id(eng_db *db, const char *name) {
+    pthread_rwlock_rdlock(&db->coll_lock);
+    eng_coll *c = eng_coll_find(db, name);
+    uint32_t id = c ? c->id : 0;
+    pthread_rwlock_unlock(&db->coll_lock);
+    return id;
+}
+
+static int ingest_prepare(eng_db *db, const eng_ingest_opts *o, uint32_t *coll) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
+    int rc = eng_model_ready(db);
+    if (rc) return rc;
+    const char *name = o->collection ? o->collection : ENG_DEFAULT_COLLECTION;
+    rc = eng_coll_ensure(db, name, NULL);
+    if (rc) return rc;
+    *coll = coll_id(db, name);
+    if (!*coll) return perr_set(PERR_NOT_FOUND, "collection %s vanished", name);
+    return PERR_OK;
+}
+
+int eng_ingest_paths(eng_db *db, const char *const *paths, int n, const eng_ingest_opts *o,
+                     eng_progress *out) {
+    eng_ingest_opts dflt;
+    if (!o) { eng_ingest_opts_default(&dflt); o = &dflt; }
+    if (out) memset(out, 0, sizeof *out);
+    run *r = calloc(1, sizeof *r);
+    if (!r) return perr_set(PERR_NOMEM, "ingest");
+    r->db = db;
+    r->o = o;
+    int rc = ingest_prepare(db, o, &r->coll);
+    if (rc) { free(r); return rc; }
+    int jobs = o->jobs > 0 ? o->jobs : 1;
+    int batch = o->batch > 0 ? o->batch : 8;
+    int cb = o->commit_batch > 0 ? o->commit_batch : 64;
+    /* q_write's producers: the decoders and the encoder. */
+    if ((rc = q_init(&r->q_path, 4 * jobs, 1)) ||
+        (rc = q_init(&r->q_enc, 2 * batch + jobs, jobs)) ||
+        (rc = q_init(&r->q_write, cb + 2 * batch + jobs, jobs + 1))) {
+        free(r);
+        return rc;
+    }
+    pe_ctx_opts co;
+    pe_ctx_opts_default(&co);
+    co.max_batch = batch;
+    co.n_threads = db->opts.encoder_threads > 0 ? db->opts.encoder_threads : 1;
+    long nc = sysconf(_SC_NPROCESSORS_ONLN);
+    if (db->opts.encoder_threads <= 0 && nc > 0) co.n_threads = (int)nc;
+    enc_arg ea = {r, NULL};
+    rc = pe_ctx_new(db->model, &co, &ea.ctx);
+    if (rc) goto free_queues;
+
+    r->t0 = r->last_prog = eng_now_s();
+    r->prog.walking = 1;
+    pthread_t *dec = calloc((size_t)jobs, sizeof *dec);
+    pthread_t enc, wr;
+    pthread_create(&wr, NULL, writer_main, r);
+    pthread_create(&enc, NULL, encoder_main, &ea);
+    for (int i = 0; i < jobs; i++) pthread_create(&dec[i], NULL, decoder_main, r);
+
+    for (int i = 0; i < n && !stopping(r); i++) {
+        if (!strcmp(paths[i], "-")) {
+            char *line = NULL;
+            size_t cap = 0;
+            ssize_t len;
+            while (!stopping(r) && (len = getline(&line, &cap, stdin)) >= 0) {
+                while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+                if (len > 0) walk(r, line, 0);
+            }
+            free(line);
+        } else {
+            walk(r, paths[i], 0);
+        }
+    }
+    r->prog.walking = 0;
+    q_done(&r->q_path);
+    for (int i = 0; i < jobs; i++) pthread_join(dec[i], NULL);
+    pthread_join(enc, NULL);
+    pthread_join(wr, NULL);
+    free(dec);
+    pe_ctx_free(ea.ctx);
+    progress(r, 1);
+    if (out) *out = r->prog;
+    if (r->fatal) rc = perr_set(r->fatal, "%s", r->fatal_msg);
+    else if (o->cancel && *o->cancel) rc = perr_set(PERR_CANCELLED, "ingest cancelled");
+free_queues:
+    q_destroy(&r->q_path);
+    q_destroy(&r->q_enc);
+    q_destroy(&r->q_write);
+    free(r);
+    return rc;
+}
+
+/* ------------------------------------------------------- single-item adds */
+
+int eng_add_buffer(eng_db *db, const void *data, size_t len, const char *uri,
+                   const eng_ingest_opts *o, uint64_t *id, eng_outcome *outcome) {
+    eng_ingest_opts dflt;
+    if (!o) { eng_ingest_opts_default(&dflt); o = &dflt; }
+    uint32_t coll;
+    int rc = ingest_prepare(db, o, &coll);
+    if (rc) return rc;
+    job *j = calloc(1, sizeof *j);
+    if (!j || !(j->path = strdup(uri ? uri : ""))) { job_free(j); return perr_set(PERR_NOMEM, "add"); }
+    prepare(db, coll, j, data, len, NULL);
+    if (j->pending) {
+        j->vec = malloc(sizeof(float) * (size_t)db->dim);
+        if (!j->vec) rc = perr_set(PERR_NOMEM, "vector");
+        else {
+            pe_ctx *c = eng_ctx_get(db);
+            rc = pe_encode_pixels(c, j->pixels, 1, j->vec);
+            eng_ctx_put(db, c);
+        }
+        if (rc) job_fail(j, rc, perr_msg());
+        else {
+            pe_l2_normalize(j->vec, db->dim);
+            rc = commit_jobs(db, coll, &j, 1, o);
+        }
+    }
+    if (rc == PERR_OK && j->outcome == ENG_FAILED) rc = perr_set(j->code, "%s", j->reason);
+    if (id) *id = j->id;
+    if (outcome) *outcome = j->outcome;
+    job_free(j);
+    return rc;
+}
+
+int eng_add_vectors(eng_db *db, const float *vectors, int n, const char *const *uris,
+                    const eng_ingest_opts *o, uint64_t *ids) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    eng_ingest_opts dflt;
+    if (!o) { eng_ingest_opts_default(&dflt); o = &dflt; }
+    if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
+    const char *name = o->collection ? o->collection : ENG_DEFAULT_COLLECTION;
+    int rc = eng_coll_ensure(db, name, NULL);
+    if (rc) return rc;
+    uint32_t coll = coll_id(db, name);
+    job **js = calloc((size_t)n + 1, sizeof *js);
+    if (!js) return perr_set(PERR_NOMEM, "add vectors");
+    for (int i = 0; rc == PERR_OK && i < n; i++) {
+        job *j = calloc(1, sizeof *j);
+        if (!j) { rc = perr_set(PERR_NOMEM, "add vectors"); break; }
+        js[i] = j;
+        j->path = strdup(uris && uris[i] ? uris[i] : "");
+        j->vec = malloc(sizeof(float) * (size_t)db->dim);
+        if (!j->path || !j->vec) { rc = perr_set(PERR_NOMEM, "add vectors"); break; }
+        memcpy(j->vec, vectors + (size_t)i * db->dim, sizeof(float) * (size_t)db->dim);
+        rc = idx_normalize(j->vec, 1, db->dim);
+        if (rc) { perr_prefix(rc, "vector %d", i); break; }
+        /* A vector item's content hash is the hash of its float bytes. */
+        eng_sha256(j->vec, sizeof(float) * (size_t)db->dim, j->hash);
+        j->pending = 1;
+    }
+    if (rc == PERR_OK) rc = commit_jobs(db, coll, js, n, o);
+    for (int i = 0; i < n; i++) {
+        if (rc == PERR_OK && ids) ids[i] = js[i]->id;
+        job_free(js[i]);
+    }
+    free(js);
+    return rc;
+}
