@@ -338,8 +338,12 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", perr_msg());
-        for (int i = 0; i < n; i++)
-            if (jobs[i]->pending || jobs[i]->outcome == ENG_ADDED) job_fail(jobs[i], rc, msg);
+        for (int i = 0; i < n; i++) {
+            if (!jobs[i]->pending && jobs[i]->outcome != ENG_ADDED) continue;
+            char m2[1400];
+            snprintf(m2, sizeof m2, "%s: not stored: %s", jobs[i]->path, msg);
+            job_fail(jobs[i], rc, m2);
+        }
         perr_set(rc, "%s", msg);
     } else {
         for (int i = 0; i < n; i++) jobs[i]->pending = 0;
@@ -431,9 +435,10 @@ static void *encoder_main(void *arg) {
             rc = pe_encode_pixels(ea->ctx, px, n, out);
             r->encode_s += eng_now_s() - t;
         } else if (rc == PERR_OK) {
-            rc = perr_set(PERR_CANCELLED, "ingest stopped before this file was stored");
+            rc = PERR_CANCELLED;
         }
         for (int i = 0; i < n; i++) {
+            if (rc == PERR_CANCELLED) perr_set(rc, "%s: not stored: the run stopped before it", b[i]->path);
             free(b[i]->pixels);
             b[i]->pixels = NULL;
             if (rc == PERR_OK) {
@@ -465,8 +470,10 @@ static void *decoder_main(void *arg) {
         if (!j) { free(path); continue; }
         j->path = path;
         if (stopping(r)) {
-            job_fail(j, r->fatal ? r->fatal : PERR_CANCELLED,
-                     r->fatal ? r->fatal_msg : "ingest cancelled before this file");
+            char msg[1200];
+            snprintf(msg, sizeof msg, "%s: not stored: the run stopped before it (%s)", path,
+                     r->fatal ? r->fatal_msg : "cancelled");
+            job_fail(j, r->fatal ? r->fatal : PERR_CANCELLED, msg);
             q_push(&r->q_write, j);
             continue;
         }
