@@ -1,0 +1,259 @@
+/* test_cli_db: the embedded-mode commands end to end (the `percept` binary
+ * on real photos with the tiny-a model): --json shapes, exit codes, and
+ * the answers known by construction. */
+#define _GNU_SOURCE
+#include "common/perr.h"
+#include "photos.h"
+#include "tests/common/testlib.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static photo_set P;
+static char *exe, *model, *db, *tmp;
+
+/* Runs a shell command; *out gets stdout (caller frees). Exit status. */
+static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run(char **out, const char *fmt, ...) {
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 4096) { cap *= 2; buf = realloc(buf, cap); }
+    }
+    buf[len] = 0;
+    int st = pclose(f);
+    if (out) *out = buf; else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static double num(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+static void test_ingest_search(void) {
+    char *out = NULL;
+    /* the list comes on stdin ("-") */
+    char *list = t_path("%s/list.txt", tmp);
+    FILE *f = fopen(list, "w");
+    for (int i = 0; i < P.n; i++) fprintf(f, "%s\n", P.paths[i]);
+    fclose(f);
+    int code = run(&out, "%s ingest --db %s --model %s --label photo --meta src=debian --json - < %s",
+                   exe, db, model, list);
+    CHECK_EQ_INT(code, 0);
+    cJSON *j = cJSON_Parse(out);
+    REQUIRE(j);
+    CHECK_EQ_INT((int)num(j, "added"), P.n);
+    CHECK_EQ_INT((int)num(j, "failed"), 0);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "ok")));
+    cJSON_Delete(j);
+    free(out);
+    /* again, without --model: everything already present */
+    code = run(&out, "%s ingest --db %s --json %s", exe, db, P.dir);
+    CHECK_EQ_INT(code, 0);
+    j = cJSON_Parse(out);
+    REQUIRE(j);
+    CHECK_EQ_INT((int)num(j, "present"), P.n);
+    cJSON_Delete(j);
+    free(out);
+    /* each image finds itself first with score 1 */
+    for (int i = 0; i < P.n; i += 5) {
+        cJSON *r;
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "%s search --db %s --json -k 3 --image %s", exe, db, P.paths[i]);
+        code = run(&out, "%s", cmd);
+        CHECK_EQ_INT(code, 0);
+        r = cJSON_Parse(out);
+        free(out);
+        REQUIRE(r);
+        cJSON *res = cJSON_GetObjectItem(r, "results");
+        REQUIRE(cJSON_GetArraySize(res) == 3);
+        cJSON *h = cJSON_GetArrayItem(res, 0);
+        CHECK_STR(cJSON_GetObjectItem(h, "uri")->valuestring, P.paths[i]);
+        CHECK(fabs(num(h, "score") - 1) < 1e-5);
+        CHECK_STR(cJSON_GetObjectItem(h, "collection")->valuestring, "default");
+        CHECK_STR(cJSON_GetObjectItem(h, "media")->valuestring, "image");
+        CHECK_STR(cJSON_GetArrayItem(cJSON_GetObjectItem(h, "labels"), 0)->valuestring, "photo");
+        cJSON_Delete(r);
+    }
+    code = run(&out, "%s search --db %s --json --text 'a snowy mountain' -k 5", exe, db);
+    CHECK_EQ_INT(code, 0);
+    j = cJSON_Parse(out);
+    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "results")) == 5);
+    cJSON_Delete(j);
+    free(out);
+    /* errors: exit 2 with a message */
+    CHECK_EQ_INT(run(NULL, "%s search --db %s --text x --image y 2>/dev/null", exe, db), 2);
+    CHECK_EQ_INT(run(NULL, "%s search --db %s/nope --text x 2>/dev/null", exe, tmp), 2);
+    CHECK_EQ_INT(run(NULL, "%s search --db %s --id 999999 2>/dev/null", exe, db), 2);
+    free(list);
+}
+
+static void test_get_label_rm(void) {
+    char *out = NULL;
+    int code = run(&out, "%s get --db %s 3", exe, db);
+    CHECK_EQ_INT(code, 0);
+    cJSON *j = cJSON_Parse(out);
+    free(out);
+    REQUIRE(j);
+    CHECK_EQ_INT((int)num(j, "id"), 3);
+    CHECK(strlen(cJSON_GetObjectItem(j, "sha256")->valuestring) == 64);
+    CHECK_STR(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "meta"), "src")->valuestring, "debian");
+    cJSON_Delete(j);
+    CHECK_EQ_INT(run(NULL, "%s label --db %s add special 3 4", exe, db), 0);
+    code = run(&out, "%s search --db %s --json --text x -k 50 --label special", exe, db);
+    j = cJSON_Parse(out);
+    free(out);
+    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "results")) == 2);
+    cJSON_Delete(j);
+    code = run(&out, "%s search --db %s --json --text x -k 50 --where src=debian", exe, db);
+    j = cJSON_Parse(out);
+    free(out);
+    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "results")) == (P.n < 50 ? P.n : 50));
+    cJSON_Delete(j);
+    /* remove the last photo (ids follow commit order, not list order) */
+    code = run(&out, "%s search --db %s --json -k 1 --image %s", exe, db, P.paths[P.n - 1]);
+    j = cJSON_Parse(out);
+    free(out);
+    REQUIRE(j);
+    int victim = (int)num(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "results"), 0), "id");
+    cJSON_Delete(j);
+    CHECK_EQ_INT(run(NULL, "%s rm --db %s %d", exe, db, victim), 0);
+    code = run(&out, "%s search --db %s --json --id 3 -k 50 --include-self", exe, db);
+    j = cJSON_Parse(out);
+    free(out);
+    REQUIRE(j);
+    cJSON *h;
+    int has3 = 0;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItem(j, "results")) {
+        CHECK((int)num(h, "id") != victim);
+        has3 |= (int)num(h, "id") == 3;
+    }
+    CHECK(has3);
+    cJSON_Delete(j);
+    CHECK_EQ_INT(run(NULL, "%s get --db %s %d 2>/dev/null", exe, db, victim), 2);
+}
+
+static void test_moderate_collections(void) {
+    char *out = NULL;
+    CHECK_EQ_INT(run(NULL, "%s collection --db %s create banned --index HNSW16", exe, db), 0);
+    CHECK_EQ_INT(run(NULL, "%s collection --db %s create banned 2>/dev/null", exe, db), 2);
+    CHECK_EQ_INT(run(NULL, "%s ingest --db %s --collection banned --set-threshold 0.999 -q %s %s",
+                     exe, db, P.paths[0], P.paths[1]), 0);
+    /* matched: exit 1; clean: exit 0 */
+    int code = run(&out, "%s moderate --db %s --set banned --json %s", exe, db, P.paths[1]);
+    CHECK_EQ_INT(code, 1);
+    cJSON *j = cJSON_Parse(out);
+    free(out);
+    REQUIRE(j);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "matched")));
+    cJSON *r0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "results"), 0);
+    cJSON *n0 = cJSON_GetArrayItem(cJSON_GetObjectItem(r0, "nearest"), 0);
+    CHECK(fabs(num(n0, "score") - 1) < 1e-5);
+    CHECK(fabs(num(cJSON_GetArrayItem(cJSON_GetObjectItem(r0, "sets"), 0), "threshold") - 0.999) < 1e-6);
+    cJSON_Delete(j);
+    CHECK_EQ_INT(run(NULL, "%s moderate --db %s --set banned %s >/dev/null", exe, db, P.paths[7]), 0);
+    CHECK_EQ_INT(run(NULL, "%s moderate --db %s --set nope %s 2>/dev/null >/dev/null", exe, db, P.paths[7]), 2);
+    /* multi-collection search merges by score */
+    code = run(&out, "%s search --db %s --json --image %s --collection default --collection banned -k 4",
+               exe, db, P.paths[0]);
+    j = cJSON_Parse(out);
+    free(out);
+    REQUIRE(j);
+    double prev = 2;
+    int colls = 0;
+    cJSON *h;
+    cJSON_ArrayForEach(h, cJSON_GetObjectItem(j, "results")) {
+        CHECK(num(h, "score") <= prev + 1e-7);
+        prev = num(h, "score");
+        colls |= !strcmp(cJSON_GetObjectItem(h, "collection")->valuestring, "banned") ? 2 : 1;
+    }
+    CHECK_EQ_INT(colls, 3); /* the photo is in both: both score 1 */
+    cJSON_Delete(j);
+    code = run(&out, "%s collection --db %s list --json", exe, db);
+    j = cJSON_Parse(out);
+    free(out);
+    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "collections")) == 2);
+    cJSON_Delete(j);
+    /* exact duplicates across collections */
+    code = run(&out, "%s dups --db %s --tier exact --json", exe, db);
+    j = cJSON_Parse(out);
+    if (!j || cJSON_GetArraySize(cJSON_GetObjectItem(j, "groups")) != 2) t_fail(__FILE__, __LINE__, "dups: %s", out);
+    free(out);
+    cJSON_Delete(j);
+    CHECK_EQ_INT(run(NULL, "%s collection --db %s drop banned", exe, db), 0);
+    code = run(&out, "%s stats --db %s --json", exe, db);
+    j = cJSON_Parse(out);
+    free(out);
+    REQUIRE(j);
+    CHECK_EQ_INT((int)num(j, "items"), P.n - 1);
+    CHECK_EQ_INT((int)num(cJSON_GetObjectItem(j, "model"), "dim"), 32);
+    cJSON_Delete(j);
+    code = run(&out, "%s export --db %s | wc -l", exe, db);
+    CHECK_EQ_INT(atoi(out), P.n - 1);
+    free(out);
+}
+
+static void test_classify_and_mismatch(void) {
+    char *out = NULL;
+    int code = run(&out, "%s classify --model %s --labels 'cat, dog,car' --json %s", exe, model, P.paths[2]);
+    CHECK_EQ_INT(code, 0);
+    cJSON *j = cJSON_Parse(out);
+    free(out);
+    REQUIRE(j);
+    cJSON *l = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "results"), 0), "labels");
+    CHECK_EQ_INT(cJSON_GetArraySize(l), 3);
+    double s = 0;
+    cJSON *e;
+    cJSON_ArrayForEach(e, l) s += num(e, "prob");
+    CHECK(fabs(s - 1) < 1e-4);
+    cJSON_Delete(j);
+    /* another model: refused, exit 2, both named */
+    size_t len;
+    unsigned char *w = t_read_file(model, &len);
+    REQUIRE(w);
+    uint64_t hl;
+    memcpy(&hl, w, 8);
+    w[8 + hl] ^= 1;
+    char *other = t_path("%s/other.safetensors", tmp);
+    t_write_file(other, w, len);
+    free(w);
+    code = run(&out, "%s search --db %s --model %s --text x 2>&1", exe, db, other);
+    CHECK_EQ_INT(code, 2);
+    CHECK(strstr(out, "other.safetensors") && strstr(out, "tiny-a.safetensors"));
+    free(out);
+    free(other);
+}
+
+int main(void) {
+    exe = getenv("PERCEPT_EXE");
+    if (!exe) { fprintf(stderr, "PERCEPT_EXE not set (run through ctest)\n"); return 1; }
+    model = t_path("%s/tiny-a/tiny-a.safetensors", t_fixtures());
+    char *vocab = t_path("%s/bpe_simple_vocab_16e6.txt.gz", t_fixtures());
+    setenv("PERCEPT_VOCAB", vocab, 1);
+    if (photos_gather(&P, 30, 192) < 20) { fprintf(stderr, "need real photos (scripts/deps.sh)\n"); return 1; }
+    tmp = t_tmpdir("cli-db");
+    db = t_path("%s/db", tmp);
+    T_RUN(test_ingest_search);
+    T_RUN(test_get_label_rm);
+    T_RUN(test_moderate_collections);
+    T_RUN(test_classify_and_mismatch);
+    t_rmtree(tmp);
+    photos_free(&P);
+    free(tmp); free(db); free(model); free(vocab);
+    return t_done();
+}
