@@ -46,6 +46,10 @@ typedef struct eng_open_opts {
     const char *model_path;
     const char *vocab_path;     /* NULL: next to the model file */
     int create;                 /* create the directory if it has no db */
+    /* Creating without a model: a vectors-only database of this dimension
+     * (model name "none", fingerprint 0); encoding calls then fail. For
+     * imports and benchmarks. */
+    int vector_dim;
     int read_only;              /* no writes; indexes are not saved */
     size_t map_size;            /* LMDB map size in bytes; 0: storage default */
     int n_encoders;             /* encoder contexts for queries (default 2) */

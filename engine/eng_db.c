@@ -169,7 +169,8 @@ int eng_model_ready(eng_db *db) {
     if (db->model_state == 1) goto out;
     if (db->model_state < 0) { rc = db->model_state; perr_set(rc, "model %s could not be loaded earlier", db->model_path ? db->model_path : "(none)"); goto out; }
     if (!db->model_path) {
-        rc = perr_set(PERR_NOT_FOUND, "database %s records no model path: pass the model (--model)", db->dir);
+        if (db->fingerprint == 0) rc = perr_set(PERR_UNSUPPORTED, "database %s holds vectors only (no model): it cannot encode", db->dir);
+        else rc = perr_set(PERR_NOT_FOUND, "database %s records no model path: pass the model (--model)", db->dir);
         goto out;
     }
     if (!db->model) {
@@ -696,6 +697,17 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
     if (o->model_path) {
         rc = load_model(db, o->model_path, &given);
         if (rc) goto fail;
+    }
+    if (info.dim == 0 && !given && o->vector_dim > 0 && !o->read_only) {
+        st_txn *w;
+        rc = st_txn_begin(db->st, 1, &w);
+        if (rc) goto fail;
+        rc = st_model_set(w, 0, "none", o->vector_dim);
+        if (rc) { st_txn_abort(w); goto fail; }
+        rc = st_txn_commit(w);
+        if (rc) goto fail;
+        info.dim = o->vector_dim;
+        snprintf(info.model_name, sizeof info.model_name, "none");
     }
     if (info.dim == 0) { /* a new database: record the model */
         if (!given) {

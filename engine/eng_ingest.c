@@ -164,7 +164,8 @@ typedef struct run {
     atomic_int stop;        /* a fatal error: drain without work */
     int fatal;              /* the writer's fatal error code */
     char fatal_msg[1024];
-    double t0, encode_s;
+    double t0;
+    atomic_ullong encode_us;
     eng_progress prog;
     double last_prog;
 } run;
@@ -373,7 +374,7 @@ static void progress(run *r, int force) {
     r->prog.seen = atomic_load(&r->seen);
     r->prog.bytes = atomic_load(&r->bytes);
     r->prog.elapsed_s = now - r->t0;
-    r->prog.encode_s = r->encode_s;
+    r->prog.encode_s = atomic_load(&r->encode_us) * 1e-6;
     if (r->o->on_progress) r->o->on_progress(r->o->user, &r->prog);
 }
 
@@ -433,7 +434,7 @@ static void *encoder_main(void *arg) {
             for (int i = 0; i < n; i++) memcpy(px + np * i, b[i]->pixels, sizeof(float) * np);
             double t = eng_now_s();
             rc = pe_encode_pixels(ea->ctx, px, n, out);
-            r->encode_s += eng_now_s() - t;
+            atomic_fetch_add(&r->encode_us, (unsigned long long)((eng_now_s() - t) * 1e6));
         } else if (rc == PERR_OK) {
             rc = PERR_CANCELLED;
         }
