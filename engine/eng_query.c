@@ -162,7 +162,7 @@ void eng_results_free(eng_results *r) {
 /* Sorts candidates, resolves up to k (0: all) in txn, skipping deleted ones
  * and `skip` (0: none). */
 static int resolve(eng_db *db, st_txn *txn, cands *cs, int k, uint64_t skip, eng_results **out) {
-    qsort(cs->v, cs->n, sizeof *cs->v, cand_cmp);
+    if (cs->n > 1) qsort(cs->v, cs->n, sizeof *cs->v, cand_cmp);
     eng_results *r = calloc(1, sizeof *r);
     size_t cap = k > 0 && (size_t)k < cs->n ? (size_t)k : cs->n;
     if (!r || !(r->hits = calloc(cap + 1, sizeof *r->hits))) { free(r); return perr_set(PERR_NOMEM, "results"); }
@@ -412,7 +412,7 @@ int eng_moderate_vector(eng_db *db, const float *vector, const char *const *sets
         }
         if (rc == PERR_OK) {
             /* the same item may be in two sets (a collection and one of its labels) */
-            qsort(all.v, all.n, sizeof *all.v, cand_cmp);
+            if (all.n > 1) qsort(all.v, all.n, sizeof *all.v, cand_cmp);
             size_t o = 0;
             for (size_t i = 0; i < all.n; i++)
                 if (!o || all.v[o - 1].id != all.v[i].id) all.v[o++] = all.v[i];
