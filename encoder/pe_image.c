@@ -98,7 +98,11 @@ void pe_image_opts_default(pe_image_opts *o, int size) {
     pe_image_limits_default(&o->limits);
     o->out_w = o->out_h = size;
     o->autorotate = 1;
-    o->icc = 1;
+    /* Off by default: PE was trained on, and its reference decodes, pixel
+     * values as stored (Pillow ignores ICC profiles); converting an Adobe
+     * RGB photo moves it away from what the model expects (cosine 0.996 vs
+     * 1.0000 to the reference on tiny-a's rocket.jpg). CMYK still converts. */
+    o->icc = 0;
 }
 
 /* ---- libvips errors ------------------------------------------------------ */

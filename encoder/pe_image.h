@@ -50,7 +50,8 @@ typedef struct pe_image_opts {
     pe_image_limits limits;
     int out_w, out_h;   /* output size (the plain calls: size x size) */
     int autorotate;     /* apply EXIF orientation (default 1) */
-    int icc;            /* import embedded ICC profiles to sRGB (default 1) */
+    int icc;            /* import embedded RGB/grey ICC profiles to sRGB (default 0:
+                           the model's reference ignores them; CMYK always converts) */
 } pe_image_opts;
 
 void pe_image_opts_default(pe_image_opts *o, int size);
