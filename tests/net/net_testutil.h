@@ -1,0 +1,46 @@
+/* Helpers of the net tests: a database on tiny-a, an in-process server on a
+ * free loopback port, raw frames over a socket. */
+#ifndef PERCEPT_NET_TESTUTIL_H
+#define PERCEPT_NET_TESTUTIL_H
+
+#include "engine/eng.h"
+#include "net/proto.h"
+#include "net/server.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern char *nt_model, *nt_vocab;
+void nt_init(void);   /* model/vocab paths from the fixtures */
+void nt_fini(void);
+/* A new database in a fresh temp dir (*dir freed by caller after t_rmtree). */
+int nt_open_db(const char *dir, int n_encoders, eng_db **db);
+
+/* Reads fixture image name (tiny-a/images/NAME); caller frees. */
+void *nt_image(const char *name, size_t *len);
+extern const char *const nt_images[6];
+
+typedef struct nt_server {
+    net_server *srv;
+    pthread_t th;
+    int port;
+    char addr[64];
+} nt_server;
+/* Starts a server on 127.0.0.1:0 (o may be NULL for defaults). */
+int nt_server_start(nt_server *s, eng_db *db, net_server_opts *o);
+void nt_server_stop(nt_server *s);
+
+/* Raw sockets. */
+int nt_connect(int port);           /* -1 on failure */
+int nt_send_frame(int fd, int version, int op, uint16_t flags, uint64_t id, const void *p, uint32_t len);
+int nt_send_raw(int fd, const void *p, size_t len);
+/* Reads one frame (timeout ms); 0 ok, -1 EOF/error/timeout. *p malloc'd. */
+int nt_recv_frame(int fd, net_header *h, uint8_t **p, int timeout_ms);
+/* 1 when the peer closed (EOF) within timeout_ms. */
+int nt_wait_eof(int fd, int timeout_ms);
+/* The perr code of an error payload (0 if none). */
+int nt_error_code(const uint8_t *p, size_t len, char *msg, size_t cap);
+int nt_free_port(void);
+
+#endif
