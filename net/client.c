@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -236,6 +237,57 @@ void pc_close(pc_client *c) {
     if (!c) return;
     close(c->fd);
     free(c);
+}
+
+int pc_read_file(const char *path, size_t max, void **data, size_t *len) {
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return perr_errno(errno, "%s", path);
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0;
+    int rc = PERR_OK;
+    for (;;) {
+        if (n == cap) {
+            if (cap >= max) { rc = perr_set(PERR_TOO_LARGE, "%s: larger than %zu bytes", path, max); break; }
+            cap = cap ? cap * 2 : 65536;
+            if (cap > max) cap = max;
+            uint8_t *nb = realloc(buf, cap);
+            if (!nb) { rc = perr_set(PERR_NOMEM, "%s", path); break; }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) {
+            if (ferror(f)) rc = perr_errno(errno, "%s", path);
+            break;
+        }
+    }
+    fclose(f);
+    if (rc) { free(buf); return rc; }
+    *data = buf;
+    *len = n;
+    return PERR_OK;
+}
+
+int pc_connect_cli(const char *addr, const char *token_file, pc_client **out) {
+    *out = NULL;
+    char tok[4096] = "";
+    if (token_file) {
+        FILE *f = fopen(token_file, "rb");
+        if (!f) return perr_errno(errno, "--token-file %s", token_file);
+        size_t n = fread(tok, 1, sizeof tok - 1, f);
+        fclose(f);
+        tok[n] = 0;
+        tok[strcspn(tok, "\r\n")] = 0;
+    } else {
+        const char *e = getenv("PERCEPT_TOKEN");
+        if (e) snprintf(tok, sizeof tok, "%s", e);
+    }
+    char *s = tok;
+    while (*s == ' ' || *s == '\t') s++;
+    size_t l = strlen(s);
+    while (l && (s[l - 1] == ' ' || s[l - 1] == '\t')) s[--l] = 0;
+    return pc_connect(addr, *s ? s : NULL, out);
 }
 
 int pc_dim(pc_client *c) { return c->dim; }

@@ -25,6 +25,11 @@ typedef struct pc_client pc_client;
  * server needs none. Connects and sends HELLO (version negotiation, auth). */
 int pc_connect(const char *addr, const char *token, pc_client **out);
 void pc_close(pc_client *c);
+/* For the CLI's --server: the token from token_file (first line, trimmed)
+ * when given, else $PERCEPT_TOKEN when set, else none. */
+int pc_connect_cli(const char *addr, const char *token_file, pc_client **out);
+/* Reads a whole (media) file for upload, at most max bytes; caller frees. */
+int pc_read_file(const char *path, size_t max, void **data, size_t *len);
 /* Model dimension and name announced by HELLO. */
 int pc_dim(pc_client *c);
 const char *pc_model(pc_client *c);

@@ -444,7 +444,7 @@ int net_op_run(const net_op_ctx *c, int op, const uint8_t *payload, size_t len, 
         default: rc = perr_set(PERR_UNSUPPORTED, "opcode 0x%02x is not run on workers", op);
         }
     }
-    if (rc && net_op_name(op)) perr_prefix(rc, "%s", net_op_name(op));
+    /* Engine messages go out unchanged, so --server prints what --db does. */
     net_arena_free(&a);
     msgpack_unpacked_destroy(&u);
     return rc;
