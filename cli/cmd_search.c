@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "cli/db_common.h"
 #include "common/perr.h"
+#include "net/client.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@ static const char usage_text[] =
     "usage: percept search --db DIR (--text S | --image F | --id N | --vector F)\n"
     "                      [-k N] [--min-score X] [--collection C]... [--label L]...\n"
     "                      [--where k=v]... [--include-self] [--json]\n"
+    "       percept search --server HOST:PORT [--token-file F] ... (same options and output)\n"
     "--vector F: a JSON array of floats, or raw little-endian float32 (dim x 4 bytes).\n"
     "--id N: items similar to item N, itself excluded unless --include-self;\n"
     "searches N's own collection unless --collection is given.\n";
@@ -72,7 +74,7 @@ static int cmd_search(int argc, char **argv) {
     db_list colls = {0}, labels = {0};
     eng_kv where[64];
     int n_where = 0, json = 0, modes = 0;
-    const char *text = NULL, *image = NULL, *vecfile = NULL;
+    const char *text = NULL, *image = NULL, *vecfile = NULL, *server = NULL, *token_file = NULL;
     uint64_t id = 0;
     int has_id = 0, rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
@@ -83,6 +85,8 @@ static int cmd_search(int argc, char **argv) {
         int has = i + 1 < argc;
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
         else if (!strcmp(s, "--json")) json = 1;
+        else if (!strcmp(s, "--server") && has) server = argv[++i];
+        else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--include-self")) q.include_self = 1;
         else if (!strcmp(s, "--text") && has) { text = argv[++i]; modes++; }
         else if (!strcmp(s, "--image") && has) { image = argv[++i]; modes++; }
@@ -103,7 +107,9 @@ static int cmd_search(int argc, char **argv) {
     if (rc == PERR_OK && (q.k < 1 || q.k > 4096) && !(q.has_min_score && q.k == 0))
         rc = perr_set(PERR_INVALID, "-k %d: between 1 and 4096", q.k);
     eng_db *db = NULL;
-    if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
+    pc_client *pc = NULL;
+    if (rc == PERR_OK && server) rc = pc_connect_cli(server, token_file, &pc);
+    else if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
     if (rc) { db_list_free(&colls); db_list_free(&labels); return cli_fail("search", rc); }
     q.collections = colls.v;
     q.n_collections = colls.n;
@@ -112,7 +118,23 @@ static int cmd_search(int argc, char **argv) {
     q.where = where;
     q.n_where = n_where;
     eng_results *res = NULL;
-    if (text) rc = eng_search_text(db, text, &q, &res);
+    if (pc) { /* the same queries through the server (net/client.h) */
+        if (text) rc = pc_search_text(pc, text, &q, &res);
+        else if (has_id) rc = pc_search_id(pc, id, &q, &res);
+        else if (image) {
+            void *data = NULL;
+            size_t len = 0;
+            rc = pc_read_file(image, NET_MAX_FRAME_DEFAULT - 4096, &data, &len);
+            if (rc == PERR_OK) rc = pc_search_image(pc, data, len, &q, &res);
+            free(data);
+        } else {
+            float *v = NULL;
+            rc = read_vector(vecfile, pc_dim(pc), &v);
+            if (rc == PERR_OK) rc = pc_search_vector(pc, v, pc_dim(pc), &q, &res);
+            free(v);
+        }
+    }
+    else if (text) rc = eng_search_text(db, text, &q, &res);
     else if (image) rc = eng_search_image_file(db, image, &q, &res);
     else if (has_id) rc = eng_search_id(db, id, &q, &res);
     else {
@@ -134,6 +156,7 @@ static int cmd_search(int argc, char **argv) {
     int out = rc ? cli_fail("search", rc) : CLI_OK;
     eng_results_free(res);
     eng_close(db);
+    pc_close(pc);
     db_list_free(&colls);
     db_list_free(&labels);
     return out;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `percept search --server HOST:PORT` prints exactly what `percept search
+# --db DIR` prints (text, image, id, vector; plain and --json), against a
+# live `percept serve` of that database on a free loopback port.
+set -euo pipefail
+FIX="${PERCEPT_FIXTURES:-$PERCEPT_SRC/../shared/pe-fixtures}"
+export PERCEPT_MODEL="$FIX/tiny-a/tiny-a.safetensors"
+export PERCEPT_VOCAB="$FIX/bpe_simple_vocab_16e6.txt.gz"
+TMP="$(mktemp -d)"
+PID=""
+cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+"$PERCEPT_EXE" ingest --db "$TMP/db" "$FIX/tiny-a/images" > /dev/null
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$PERCEPT_EXE" serve --db "$TMP/db" --listen "127.0.0.1:$PORT" 2> "$TMP/serve.log" &
+PID=$!
+for _ in $(seq 100); do "$PERCEPT_EXE" search --server "127.0.0.1:$PORT" --text x > /dev/null 2>&1 && break; sleep 0.1; done
+fail=0; pass=0
+compare() {
+  local a b
+  a="$("$PERCEPT_EXE" search --db "$TMP/db" "$@" 2>&1)" || true
+  b="$("$PERCEPT_EXE" search --server "127.0.0.1:$PORT" "$@" 2>&1)" || true
+  if [ "$a" == "$b" ] && [ -n "$a" ]; then pass=$((pass+1)); else
+    fail=$((fail+1)); echo "DIFFERENT for search $*"; diff <(echo "$a") <(echo "$b") | head -10; fi
+}
+ID="$("$PERCEPT_EXE" search --db "$TMP/db" --text "a cup of coffee" -k 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["results"][0]["id"])')"
+"$PERCEPT_EXE" get --db "$TMP/db" --vector "$ID" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["vector"]))' > "$TMP/vec.json"
+for fmt in "" "--json"; do
+  compare --text "a photo of a cat" -k 4 $fmt
+  compare --text "rocket" --min-score -1 -k 0 $fmt
+  compare --image "$FIX/tiny-a/images/chelsea.png" -k 3 $fmt
+  compare --id "$ID" -k 5 $fmt
+  compare --id "$ID" -k 2 --include-self $fmt
+  compare --vector "$TMP/vec.json" -k 6 $fmt
+  compare --id 999999 $fmt                  # the same error
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
