@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "cli/db_common.h"
 #include "common/perr.h"
+#include "net/client.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -12,23 +13,30 @@
 static int cmd_stats(int argc, char **argv) {
     db_args a = {0};
     int json = 0, rc = PERR_OK;
+    const char *server = NULL, *token_file = NULL;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
         if (t) continue;
-        if (!strcmp(argv[i], "--help")) { puts("usage: percept stats --db DIR [--json]"); return CLI_OK; }
+        if (!strcmp(argv[i], "--help")) { puts("usage: percept stats (--db DIR | --server HOST:PORT [--token-file F]) [--json]"); return CLI_OK; }
         if (!strcmp(argv[i], "--json")) json = 1;
+        else if (!strcmp(argv[i], "--server") && i + 1 < argc) server = argv[++i];
+        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
         else rc = perr_set(PERR_INVALID, "unexpected %s", argv[i]);
     }
     eng_db *db = NULL;
-    if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
+    pc_client *pc = NULL;
+    if (rc == PERR_OK && server) rc = pc_connect_cli(server, token_file, &pc);
+    else if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
     eng_stats st;
     eng_info info;
     eng_collection_info *ci = NULL;
     int n = 0;
-    if (rc == PERR_OK) rc = eng_get_stats(db, &st);
-    if (rc == PERR_OK) rc = eng_get_info(db, &info);
-    if (rc == PERR_OK) rc = eng_collection_list(db, &ci, &n);
+    if (rc == PERR_OK && pc) rc = pc_stats(pc, &st, &info);
+    if (rc == PERR_OK && pc) rc = pc_collection_list(pc, &ci, &n);
+    if (rc == PERR_OK && !pc) rc = eng_get_stats(db, &st);
+    if (rc == PERR_OK && !pc) rc = eng_get_info(db, &info);
+    if (rc == PERR_OK && !pc) rc = eng_collection_list(db, &ci, &n);
     if (rc == PERR_OK) {
         char fp[17];
         snprintf(fp, sizeof fp, "%016llx", (unsigned long long)info.model_fingerprint);
@@ -69,6 +77,7 @@ static int cmd_stats(int argc, char **argv) {
     free(ci);
     int out = rc ? cli_fail("stats", rc) : CLI_OK;
     eng_close(db);
+    pc_close(pc);
     return out;
 }
 

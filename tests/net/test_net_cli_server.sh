@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `percept search --server HOST:PORT` prints exactly what `percept search
-# --db DIR` prints (text, image, id, vector; plain and --json), against a
+# `percept search|get|stats --server HOST:PORT` print exactly what they print
+# with --db DIR (text, image, id, vector; plain and --json), against a
 # live `percept serve` of that database on a free loopback port.
 set -euo pipefail
 FIX="${PERCEPT_FIXTURES:-$PERCEPT_SRC/../shared/pe-fixtures}"
@@ -17,9 +17,10 @@ PID=$!
 for _ in $(seq 100); do "$PERCEPT_EXE" search --server "127.0.0.1:$PORT" --text x > /dev/null 2>&1 && break; sleep 0.1; done
 fail=0; pass=0
 compare() {
-  local a b
-  a="$("$PERCEPT_EXE" search --db "$TMP/db" "$@" 2>&1)" || true
-  b="$("$PERCEPT_EXE" search --server "127.0.0.1:$PORT" "$@" 2>&1)" || true
+  local cmd=search a b
+  case "$1" in get|stats) cmd="$1"; shift;; esac
+  a="$("$PERCEPT_EXE" $cmd --db "$TMP/db" "$@" 2>&1)" || true
+  b="$("$PERCEPT_EXE" $cmd --server "127.0.0.1:$PORT" "$@" 2>&1)" || true
   if [ "$a" == "$b" ] && [ -n "$a" ]; then pass=$((pass+1)); else
     fail=$((fail+1)); echo "DIFFERENT for search $*"; diff <(echo "$a") <(echo "$b") | head -10; fi
 }
@@ -33,6 +34,10 @@ for fmt in "" "--json"; do
   compare --id "$ID" -k 2 --include-self $fmt
   compare --vector "$TMP/vec.json" -k 6 $fmt
   compare --id 999999 $fmt                  # the same error
+  compare stats $fmt
 done
+compare get "$ID"
+compare get --vector "$ID"
+compare get 999999
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
