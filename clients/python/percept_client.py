@@ -58,13 +58,13 @@ def _pack(o, out):
         out += b
     elif isinstance(o, (bytes, bytearray, memoryview)):
         b = bytes(o)
-        out += b"\xc6" + struct.pack(">I", len(b)) + b
+        out += (b"\xc4" + bytes([len(b)]) if len(b) < 256 else b"\xc6" + struct.pack(">I", len(b))) + b
     elif isinstance(o, (list, tuple)):
-        out += b"\xdd" + struct.pack(">I", len(o))
+        out += bytes([0x90 | len(o)]) if len(o) < 16 else b"\xdd" + struct.pack(">I", len(o))
         for e in o:
             _pack(e, out)
     elif isinstance(o, dict):
-        out += b"\xdf" + struct.pack(">I", len(o))
+        out += bytes([0x80 | len(o)]) if len(o) < 16 else b"\xdf" + struct.pack(">I", len(o))
         for k, v in o.items():
             _pack(k, out)
             _pack(v, out)
