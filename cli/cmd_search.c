@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "cli/cli.h"
 #include "cli/db_common.h"
+#include "cli/html.h"
 #include "common/perr.h"
 #include "net/client.h"
 
@@ -13,11 +14,12 @@
 static const char usage_text[] =
     "usage: percept search --db DIR (--text S | --image F | --id N | --vector F)\n"
     "                      [-k N] [--min-score X] [--collection C]... [--label L]...\n"
-    "                      [--where k=v]... [--include-self] [--json]\n"
+    "                      [--where k=v]... [--include-self] [--json] [--html FILE]\n"
     "       percept search --server HOST:PORT [--token-file F] ... (same options and output)\n"
     "--vector F: a JSON array of floats, or raw little-endian float32 (dim x 4 bytes).\n"
     "--id N: items similar to item N, itself excluded unless --include-self;\n"
-    "searches N's own collection unless --collection is given.\n";
+    "searches N's own collection unless --collection is given.\n"
+    "--html FILE: also write the results as a self-contained page with thumbnails.\n";
 
 /* Reads a query vector file: JSON array or raw float32. */
 static int read_vector(const char *path, int dim, float **out) {
@@ -74,7 +76,7 @@ static int cmd_search(int argc, char **argv) {
     db_list colls = {0}, labels = {0};
     eng_kv where[64];
     int n_where = 0, json = 0, modes = 0;
-    const char *text = NULL, *image = NULL, *vecfile = NULL, *server = NULL, *token_file = NULL;
+    const char *text = NULL, *image = NULL, *vecfile = NULL, *server = NULL, *token_file = NULL, *html = NULL;
     uint64_t id = 0;
     int has_id = 0, rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
@@ -86,6 +88,7 @@ static int cmd_search(int argc, char **argv) {
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
         else if (!strcmp(s, "--json")) json = 1;
         else if (!strcmp(s, "--server") && has) server = argv[++i];
+        else if (!strcmp(s, "--html") && has) html = argv[++i];
         else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--include-self")) q.include_self = 1;
         else if (!strcmp(s, "--text") && has) { text = argv[++i]; modes++; }
@@ -152,6 +155,13 @@ static int cmd_search(int argc, char **argv) {
             if (res->n == 0) printf("no results\n");
             for (int i = 0; i < res->n; i++) db_print_hit(&res->hits[i], i + 1);
         }
+    }
+    if (rc == PERR_OK && html) { /* cli/html.c */
+        char idbuf[24];
+        snprintf(idbuf, sizeof idbuf, "%llu", (unsigned long long)id);
+        html_query hq = {text ? "text" : image ? "image" : has_id ? "id" : "vector",
+                         text ? text : image ? image : has_id ? idbuf : vecfile, server ? server : a.db};
+        rc = html_write_results(html, &hq, res);
     }
     int out = rc ? cli_fail("search", rc) : CLI_OK;
     eng_results_free(res);
