@@ -78,6 +78,12 @@ void pe_ctx_free(pe_ctx *c);
 /* pixels: n x [3, S, S] float32, preprocessed (see pe_image.h), S =
  * image_size. out: n x output_dim, unnormalized. n <= max_batch. */
 int pe_encode_pixels(pe_ctx *c, const float *pixels, int n, float *out);
+/* Same at a non-native size: n x [3, h, w], h and w multiples of the patch
+ * size. As the official model: the grid part of the absolute position
+ * embedding is resized bilinearly (align_corners=False), RoPE uses the
+ * (h/p) x (w/p) grid. Per image at most 4x the native token count, and
+ * n x tokens at most max_batch x native tokens (else PERR_TOO_LARGE). */
+int pe_encode_pixels_hw(pe_ctx *c, const float *pixels, int n, int h, int w, float *out);
 /* ids: n x [context_length] token ids (pe_tokenizer.h). out: n x output_dim,
  * unnormalized. */
 int pe_encode_ids(pe_ctx *c, const int32_t *ids, int n, float *out);

@@ -163,21 +163,14 @@ static int bind_block(binder *bd, const char *prefix, int W, int F, pe_block *b)
  * hd/2 dims, freq_j = 1 / 10000^(2j / r), angle = pos * freq_j; pairs
  * [0, r/2) use the column, [r/2, r) the row; with a cls token patch
  * positions start at 1 and token 0 stays unrotated. */
-static int build_rope(pe_model *m) {
-    const pe_config *cfg = &m->cfg;
-    int hd = cfg->width / cfg->heads, half = hd / 2, r = hd / 2, nf = r / 2;
-    int T = m->v_tokens, g = m->grid, first = cfg->use_cls_token ? 1 : 0;
-    size_t n = (size_t)T * half;
-    m->v.rope_ang = own_alloc(m, n);
-    m->v.rope_cos = own_alloc(m, n);
-    m->v.rope_sin = own_alloc(m, n);
-    if (!m->v.rope_ang || !m->v.rope_cos || !m->v.rope_sin) return perr_set(PERR_NOMEM, "RoPE tables");
+void pe_rope_tables(int gh, int gw, int cls, int hd, float *ang, float *cs, float *sn) {
+    int half = hd / 2, r = hd / 2, nf = r / 2, T = gh * gw + cls;
     for (int t = 0; t < T; t++) {
         int row = 0, col = 0;
-        if (t >= first) {
-            int pi = t - first;
-            row = pi / g + first;
-            col = pi % g + first;
+        if (t >= cls) {
+            int pi = t - cls;
+            row = pi / gw + cls;
+            col = pi % gw + cls;
         }
         for (int i = 0; i < half; i++) {
             int j = i % nf;
@@ -185,11 +178,22 @@ static int build_rope(pe_model *m) {
             float freq = 1.0f / powf(10000.0f, e);
             float a = (float)(i < nf ? col : row) * freq;
             size_t at = (size_t)t * half + i;
-            m->v.rope_ang[at] = a;
-            m->v.rope_cos[at] = (float)cos((double)a);
-            m->v.rope_sin[at] = (float)sin((double)a);
+            ang[at] = a;
+            cs[at] = (float)cos((double)a);
+            sn[at] = (float)sin((double)a);
         }
     }
+}
+
+static int build_rope(pe_model *m) {
+    const pe_config *cfg = &m->cfg;
+    int hd = cfg->width / cfg->heads;
+    size_t n = (size_t)m->v_tokens * (hd / 2);
+    m->v.rope_ang = own_alloc(m, n);
+    m->v.rope_cos = own_alloc(m, n);
+    m->v.rope_sin = own_alloc(m, n);
+    if (!m->v.rope_ang || !m->v.rope_cos || !m->v.rope_sin) return perr_set(PERR_NOMEM, "RoPE tables");
+    pe_rope_tables(m->grid, m->grid, cfg->use_cls_token ? 1 : 0, hd, m->v.rope_ang, m->v.rope_cos, m->v.rope_sin);
     return PERR_OK;
 }
 
@@ -384,7 +388,13 @@ int pe_ctx_new(const pe_model *m, const pe_ctx_opts *opts, pe_ctx **out) {
     size_t na = maxz((size_t)c->rows_blk * W, 3 * W);
     size_t nb = maxz(maxz((size_t)c->rows_blk * cfg->mlp_width, cfg->pool_mlp_width), (size_t)c->rows_blk * 3 * p * p);
     size_t hd = W / cfg->heads;
-    size_t ns = maxz(maxz((size_t)c->q_blk * T + c->q_blk, pe_attn_scratch((int)T, (int)hd)), maxz(T, L * L));
+    /* non-native image sizes: up to PE_NONNATIVE_TOKENS x the native tokens
+     * per image (pe_encode_pixels_hw) */
+    size_t Tx = PE_NONNATIVE_TOKENS * T;
+    size_t ns = maxz(maxz((size_t)c->q_blk * Tx + c->q_blk, pe_attn_scratch((int)Tx, (int)hd)), maxz(Tx, L * L));
+    c->vposemb = zalloc(Tx * W, &total);
+    c->vrope = zalloc(3 * Tx * (hd / 2), &total);
+    ok = ok && c->vposemb && c->vrope;
     for (int i = 0; ok && i < opts->n_threads; i++) {
         c->ts[i].a = zalloc(na, &total);
         c->ts[i].b = zalloc(nb, &total);
@@ -405,6 +415,8 @@ void pe_ctx_free(pe_ctx *c) {
     free(c->vx);
     free(c->vqkv);
     free(c->vattn);
+    free(c->vposemb);
+    free(c->vrope);
     free(c->tx);
     free(c->tqkv);
     free(c->tattn);
@@ -425,7 +437,7 @@ void pe_ctx_free(pe_ctx *c) {
 void pe_ctx_set_trace(pe_ctx *c, pe_trace_fn fn, void *user) {
     const pe_config *cfg = &c->m->cfg;
     size_t T = c->m->v_tokens, W = cfg->width;
-    size_t need = 3 * T * W;
+    size_t need = 3 * PE_NONNATIVE_TOKENS * T * W;
     if (fn && !c->trbuf) {
         c->trbuf = malloc(need * sizeof(float));
         if (!c->trbuf) fn = NULL; /* debugging aid only: silently off */
@@ -490,16 +502,30 @@ static int check_batch(pe_ctx *c, int n, const void *in, const float *out, const
     return PERR_OK;
 }
 
-int pe_encode_pixels(pe_ctx *c, const float *pixels, int n, float *out) {
+int pe_encode_pixels_hw(pe_ctx *c, const float *pixels, int n, int h, int w, float *out) {
     int rc = check_batch(c, n, pixels, out, "encode pixels");
     if (rc || n == 0) return rc;
-    int S = c->m->cfg.image_size;
-    size_t per = (size_t)3 * S * S;
+    const pe_config *cfg = &c->m->cfg;
+    int p = cfg->patch_size;
+    if (h <= 0 || w <= 0 || h % p || w % p)
+        return perr_set(PERR_INVALID, "encode pixels: %dx%d is not a positive multiple of the patch size %d", h, w, p);
+    int64_t T = (int64_t)(h / p) * (w / p) + (cfg->use_cls_token ? 1 : 0), Tn = c->m->v_tokens;
+    if (T > PE_NONNATIVE_TOKENS * Tn || T * n > Tn * c->max_batch)
+        return perr_set(PERR_TOO_LARGE,
+                        "encode pixels: %d images of %dx%d (%lld tokens each) exceed this context (%d x %lld tokens, "
+                        "at most %d x %lld per image)",
+                        n, h, w, (long long)T, c->max_batch, (long long)Tn, PE_NONNATIVE_TOKENS, (long long)Tn);
+    size_t per = (size_t)3 * h * w;
     for (int b = 0; b < n; b++)
         for (size_t i = 0; i < per; i++)
             if (!isfinite(pixels[b * per + i]))
                 return perr_set(PERR_INVALID, "encode pixels: item %d has a non-finite value at index %zu", b, i);
-    return pe_vision_forward(c, pixels, n, out);
+    return pe_vision_forward(c, pixels, n, h, w, out);
+}
+
+int pe_encode_pixels(pe_ctx *c, const float *pixels, int n, float *out) {
+    int S = c->m->cfg.image_size;
+    return pe_encode_pixels_hw(c, pixels, n, S, S, out);
 }
 
 int pe_encode_ids(pe_ctx *c, const int32_t *ids, int n, float *out) {

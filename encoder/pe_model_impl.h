@@ -14,6 +14,8 @@
 #include "encoder/pe_weights.h"
 
 #define PE_LN_EPS 1e-5f
+/* A non-native image may have up to this many times the native tokens. */
+#define PE_NONNATIVE_TOKENS 4
 
 typedef struct pe_lin {      /* y = x W^T + b */
     const float *w;          /* [out, in] */
@@ -87,6 +89,8 @@ struct pe_ctx {
     float *vx;               /* [B*T, W] residual stream */
     float *vqkv;             /* [B*T, 3W] */
     float *vattn;            /* [B*T, W] concatenated heads */
+    float *vposemb;          /* [4T, W] position embedding resized to a non-native grid */
+    float *vrope;            /* [3][4T, hd/2] angles, cos, sin of a non-native grid */
     /* text */
     float *tx, *tqkv, *tattn, *th, *tm; /* [B*L, ...] */
     int *tmeta;              /* [3*B]: rows, first row, eot position per item */
@@ -109,7 +113,12 @@ void pe_par_linear(pe_ctx *c, int M, const float *A, int lda, const pe_lin *L, f
 /* Calls the trace hook (no-op without one). */
 void pe_trace_emit(pe_ctx *c, const char *name, const float *data, size_t n);
 
-int pe_vision_forward(pe_ctx *c, const float *pixels, int n, float *out);
+/* 2D RoPE tables for a gh x gw grid (+ cls token first when cls): per
+ * token hd/2 pair angles, their cosines and sines. */
+void pe_rope_tables(int gh, int gw, int cls, int hd, float *ang, float *cs, float *sn);
+
+/* h, w: pixel size, multiples of the patch; checked by the caller. */
+int pe_vision_forward(pe_ctx *c, const float *pixels, int n, int h, int w, float *out);
 int pe_text_forward(pe_ctx *c, const int32_t *ids, int n, float *out);
 
 #endif

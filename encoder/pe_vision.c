@@ -28,6 +28,10 @@ typedef struct vjob {
     const pe_model *m;
     int n;                   /* items */
     int T, W, R;             /* tokens per item, width, rows = n*T */
+    int gh, gw;              /* patch grid of this pass */
+    int ih, iw;              /* pixel size */
+    const float *posemb;     /* [T, W] */
+    const float *rope_ang, *rope_cos, *rope_sin; /* [T, hd/2] */
     int layer;
     int rb;                  /* rows per row task, <= c->rows_blk */
     int nqb;                 /* query blocks per head */
@@ -57,19 +61,19 @@ static void patch_task(void *arg, int task, int thread) {
     vjob *j = arg;
     const pe_model *m = j->m;
     const pe_config *cfg = &m->cfg;
-    int p = cfg->patch_size, g = m->grid, P = g * g, S = cfg->image_size, W = j->W;
+    int p = cfg->patch_size, gw = j->gw, P = j->gh * gw, IH = j->ih, IW = j->iw, W = j->W;
     int K = 3 * p * p;
     int total = j->n * P;
     int r0 = task * j->rb, r1 = r0 + j->rb;
     if (r1 > total) r1 = total;
     float *col = j->c->ts[thread].b; /* rows_blk x 3p^2, see pe_ctx_new */
     for (int r = r0; r < r1; r++) {
-        int b = r / P, pi = r % P, py = pi / g, px = pi % g;
-        const float *img = j->pixels + (size_t)b * 3 * S * S;
+        int b = r / P, pi = r % P, py = pi / gw, px = pi % gw;
+        const float *img = j->pixels + (size_t)b * 3 * IH * IW;
         float *dst = col + (size_t)(r - r0) * K;
         for (int ch = 0; ch < 3; ch++)
             for (int ky = 0; ky < p; ky++) {
-                memcpy(dst, img + ((size_t)ch * S + py * p + ky) * S + px * p, p * sizeof(float));
+                memcpy(dst, img + ((size_t)ch * IH + py * p + ky) * IW + px * p, p * sizeof(float));
                 dst += p;
             }
     }
@@ -94,7 +98,7 @@ static void embed_task(void *arg, int b, int thread) {
     if (m->v.cls) memcpy(x, m->v.cls, W * sizeof(float));
     for (int t = 0; t < j->T; t++) {
         float *row = x + (size_t)t * W;
-        const float *pe = m->v.posemb + (size_t)t * W;
+        const float *pe = j->posemb + (size_t)t * W;
         for (int i = 0; i < W; i++) row[i] += pe[i];
     }
 }
@@ -139,7 +143,7 @@ static void qkv_task(void *arg, int task, int thread) {
         int t = r % T;
         float *q = j->c->vqkv + (size_t)r * 3 * W, *k = q + W;
         if (t >= first) {
-            const float *cs = m->v.rope_cos + (size_t)t * half, *sn = m->v.rope_sin + (size_t)t * half;
+            const float *cs = j->rope_cos + (size_t)t * half, *sn = j->rope_sin + (size_t)t * half;
             for (int hh = 0; hh < H; hh++) {
                 pe_rope(q + hh * hd, cs, sn, half);
                 pe_rope(k + hh * hd, cs, sn, half);
@@ -271,22 +275,66 @@ static void pool_item_task(void *arg, int b, int thread) {
 
 /* ---------------------------------------------------------- the tower */
 
-int pe_vision_forward(pe_ctx *c, const float *pixels, int n, float *out) {
+/* The grid part of the position embedding resized to gh x gw like
+ * F.interpolate(mode="bilinear", align_corners=False) (no antialias), the
+ * cls row kept in front. */
+static void resize_posemb(const pe_model *m, int gh, int gw, float *out) {
+    int W = m->cfg.width, g = m->grid, cls = m->cfg.use_cls_token ? 1 : 0;
+    const float *src = m->v.posemb + (size_t)cls * W;
+    if (cls) memcpy(out, m->v.posemb, W * sizeof(float));
+    float sy = (float)g / gh, sx = (float)g / gw;
+    for (int y = 0; y < gh; y++) {
+        float fy = ((float)y + 0.5f) * sy - 0.5f;
+        if (fy < 0) fy = 0;
+        int y0 = (int)fy, y1 = y0 + 1 < g ? y0 + 1 : g - 1;
+        float ly = fy - y0;
+        for (int x = 0; x < gw; x++) {
+            float fx = ((float)x + 0.5f) * sx - 0.5f;
+            if (fx < 0) fx = 0;
+            int x0 = (int)fx, x1 = x0 + 1 < g ? x0 + 1 : g - 1;
+            float lx = fx - x0;
+            const float *a = src + ((size_t)y0 * g + x0) * W, *b = src + ((size_t)y0 * g + x1) * W,
+                        *cc = src + ((size_t)y1 * g + x0) * W, *d = src + ((size_t)y1 * g + x1) * W;
+            float *o = out + ((size_t)cls + (size_t)y * gw + x) * W;
+            for (int i = 0; i < W; i++)
+                o[i] = (1 - ly) * ((1 - lx) * a[i] + lx * b[i]) + ly * ((1 - lx) * cc[i] + lx * d[i]);
+        }
+    }
+}
+
+int pe_vision_forward(pe_ctx *c, const float *pixels, int n, int ih, int iw, float *out) {
     const pe_model *m = c->m;
     const pe_config *cfg = &m->cfg;
-    vjob j = {.c = c, .m = m, .n = n, .T = m->v_tokens, .W = cfg->width, .pixels = pixels, .out = out};
+    int p = cfg->patch_size, cls = cfg->use_cls_token ? 1 : 0;
+    vjob j = {.c = c, .m = m, .n = n, .W = cfg->width, .pixels = pixels, .out = out, .ih = ih, .iw = iw,
+              .gh = ih / p, .gw = iw / p};
+    j.T = j.gh * j.gw + cls;
     j.R = n * j.T;
-    int W = j.W, T = j.T, g = m->grid, P = g * g;
+    int W = j.W, T = j.T, P = j.gh * j.gw, hd = W / cfg->heads;
+    if (j.gh == m->grid && j.gw == m->grid) {
+        j.posemb = m->v.posemb;
+        j.rope_ang = m->v.rope_ang;
+        j.rope_cos = m->v.rope_cos;
+        j.rope_sin = m->v.rope_sin;
+    } else {
+        size_t nr = (size_t)T * (hd / 2);
+        resize_posemb(m, j.gh, j.gw, c->vposemb);
+        pe_rope_tables(j.gh, j.gw, cls, hd, c->vrope, c->vrope + nr, c->vrope + 2 * nr);
+        j.posemb = c->vposemb;
+        j.rope_ang = c->vrope;
+        j.rope_cos = c->vrope + nr;
+        j.rope_sin = c->vrope + 2 * nr;
+        pe_trace_emit(c, "v_posemb", j.posemb, (size_t)T * W);
+    }
     int tracing = c->trace != NULL;
     if (tracing) {
         j.tr_ln1 = c->trbuf;
         j.tr_attn = c->trbuf + (size_t)T * W;
         j.tr_mlp = c->trbuf + 2 * (size_t)T * W;
-        int hd = W / cfg->heads;
         /* angle table in the golden's layout: both dims of a pair */
         float *ang = c->trbuf;
         for (int t = 0; t < T; t++)
-            for (int i = 0; i < hd; i++) ang[(size_t)t * hd + i] = m->v.rope_ang[(size_t)t * (hd / 2) + i / 2];
+            for (int i = 0; i < hd; i++) ang[(size_t)t * hd + i] = j.rope_ang[(size_t)t * (hd / 2) + i / 2];
         pe_trace_emit(c, "rope_freq", ang, (size_t)T * hd);
     }
 

@@ -15,7 +15,7 @@
  * Records CPU, commit, OpenBLAS version/config.
  *
  * usage: bench_encoder [--models T16,B16,...] [--reps N] [--threads 1,2]
- *                      [--batches 1,8] [--tmp DIR] [--keep]
+ *                      [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep]
  */
 #define _GNU_SOURCE
 #include "common/perr.h"
@@ -292,7 +292,7 @@ static int parse_list(const char *s, int *out, int max) {
 }
 
 int main(int argc, char **argv) {
-    const char *models = "T16,B16", *tmp = getenv("TMPDIR");
+    const char *models = "T16,B16", *towers = "vision,text", *tmp = getenv("TMPDIR");
     int reps = 5, keep = 0, threads[8] = {1, 2}, nthr = 2, batches[8] = {1, 8}, nbat = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
@@ -300,9 +300,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) nthr = parse_list(argv[++i], threads, 8);
         else if (!strcmp(argv[i], "--batches") && i + 1 < argc) nbat = parse_list(argv[++i], batches, 8);
         else if (!strcmp(argv[i], "--tmp") && i + 1 < argc) tmp = argv[++i];
+        else if (!strcmp(argv[i], "--towers") && i + 1 < argc) towers = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
         else {
-            fprintf(stderr, "usage: %s [--models T16,B16,...] [--reps N] [--threads 1,2] [--batches 1,8] [--tmp DIR] [--keep]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--models T16,B16,...] [--reps N] [--threads 1,2] [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep]\n", argv[0]);
             return 2;
         }
     }
@@ -363,6 +364,7 @@ int main(int argc, char **argv) {
         for (int ti = 0; ti < nthr; ti++)
             for (int bi = 0; bi < nbat; bi++)
                 for (int tower = 0; tower < 2; tower++) {
+                    if (!strstr(towers, tower ? "text" : "vision")) continue;
                     int B = batches[bi], nt = threads[ti];
                     pe_ctx_opts o;
                     pe_ctx_opts_default(&o);

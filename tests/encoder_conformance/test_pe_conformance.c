@@ -306,6 +306,63 @@ static void test_image_files(void) {
     pe_ctx_free(c);
 }
 
+/* Non-native size (96x48 -> 6x3 grid): interpolated position embedding
+ * and RoPE on the actual grid; also as a batch of two and with a native
+ * image in the same context. */
+static void test_nonnative(void) {
+    const pe_config *cfg = pe_model_config(model);
+    int D = cfg->output_dim;
+    float *px = golden("nonnative_astronaut_96x48_pixels", 3 * 96 * 48);
+    float *ref = golden("nonnative_astronaut_96x48_emb", D);
+    float *pos = golden("nonnative_astronaut_96x48_posemb", 19 * 64);
+    REQUIRE(px && ref && pos);
+    pe_ctx *c = new_ctx(2, 2);
+    REQUIRE(c);
+    capture cap = {0};
+    pe_ctx_set_trace(c, on_trace, &cap);
+    float out[2 * 4096];
+    CHECK_OK(pe_encode_pixels_hw(c, px, 1, 96, 48, out));
+    size_t n = 0;
+    const float *p = captured(&cap, "v_posemb", &n);
+    CHECK(p && n == 19 * 64);
+    if (p && n == 19 * 64) CHECK_CLOSE("nonnative_astronaut_96x48_posemb", p, pos, n);
+    CHECK_CLOSE("nonnative_astronaut_96x48_emb", out, ref, D);
+    pe_ctx_set_trace(c, NULL, NULL);
+    capture_free(&cap);
+    /* two copies in one batch: 2 x 19 tokens fit 2 x 17 x ... no: the
+     * context holds 2 x 17 = 34 tokens, 38 do not -> TOO_LARGE */
+    float *two = malloc(2 * 3 * 96 * 48 * sizeof(float));
+    memcpy(two, px, 3 * 96 * 48 * sizeof(float));
+    memcpy(two + 3 * 96 * 48, px, 3 * 96 * 48 * sizeof(float));
+    CHECK_ERR(pe_encode_pixels_hw(c, two, 2, 96, 48, out), PERR_TOO_LARGE);
+    pe_ctx *c4 = new_ctx(4, 1);
+    if (c4) {
+        CHECK_OK(pe_encode_pixels_hw(c4, two, 2, 96, 48, out));
+        CHECK_CLOSE("nonnative batch of 2 (item 1)", out + D, ref, D);
+    }
+    /* a native pass afterwards is unaffected */
+    float *nat = golden("img_astronaut_pixels", 3 * 64 * 64), *nref = golden("img_astronaut_emb", D);
+    if (nat && nref) {
+        CHECK_OK(pe_encode_pixels(c, nat, 1, out));
+        CHECK_CLOSE("native after non-native", out, nref, D);
+        CHECK_OK(pe_encode_pixels_hw(c, nat, 1, 64, 64, out));
+        CHECK_CLOSE("native through _hw", out, nref, D);
+    }
+    CHECK_ERR(pe_encode_pixels_hw(c, px, 1, 96, 40, out), PERR_INVALID); /* not a patch multiple */
+    CHECK_ERR(pe_encode_pixels_hw(c, px, 1, 0, 48, out), PERR_INVALID);
+    float *big = calloc((size_t)3 * 160 * 160, sizeof(float));   /* 101 tokens > 4 x 17 */
+    CHECK_ERR(pe_encode_pixels_hw(c4, big, 1, 160, 160, out), PERR_TOO_LARGE);
+    free(big);
+    free(nat);
+    free(nref);
+    free(two);
+    pe_ctx_free(c4);
+    free(px);
+    free(ref);
+    free(pos);
+    pe_ctx_free(c);
+}
+
 static void test_video_frames(void) {
     const pe_config *cfg = pe_model_config(model);
     int D = cfg->output_dim;
@@ -452,6 +509,7 @@ int main(void) {
     T_RUN(test_text_trace);
     T_RUN(test_images);
     T_RUN(test_image_files);
+    T_RUN(test_nonnative);
     T_RUN(test_video_frames);
     T_RUN(test_texts);
     T_RUN(test_misuse);
