@@ -73,12 +73,20 @@ else
   say "model: $DEFAULT_MODEL (percept model fetch; downloads once into $PERCEPT_HOME/models)"
   if ! MODEL="$("$PERCEPT" model fetch "$DEFAULT_MODEL")"; then
     MDIR="$PERCEPT_HOME/models"
+    TINY_HINT="${PERCEPT_FIXTURES:-$SRC/../shared/pe-fixtures}/tiny-a/tiny-a.safetensors"
+    if [ -f "$TINY_HINT" ]; then TINY_HINT="$(realpath "$TINY_HINT")"
+    else TINY_HINT="<test fixtures>/tiny-a/tiny-a.safetensors   (PERCEPT_FIXTURES; not found here)"; fi
+    MISSING=
+    [ -f "$MDIR/$VOCAB_NAME" ] || MISSING="  $MDIR/$VOCAB_NAME   (the text vocabulary, from ${PERCEPT_VOCAB_URL:-the CLIP repository})"$'\n'
+    [ -f "$MDIR/$DEFAULT_MODEL.pt" ] && [ -f "$MDIR/$VOCAB_NAME" ] \
+      && MISSING="  nothing: both files are there but failed their check (message above); delete the damaged one"$'\n'
+    [ -f "$MDIR/$DEFAULT_MODEL.pt" ] \
+      || MISSING+="  $MDIR/$DEFAULT_MODEL.pt   (the model, from ${PERCEPT_HUB_URL:-https://huggingface.co}/facebook/$DEFAULT_MODEL)"
     cat >&2 <<EOF
 
 ${R}first-run: the default model is not here and could not be downloaded.${N}
 Missing:
-  $MDIR/$DEFAULT_MODEL.pt        (the model, from ${PERCEPT_HUB_URL:-https://huggingface.co}/facebook/$DEFAULT_MODEL)
-  $MDIR/$VOCAB_NAME   (the text vocabulary, if not there yet)
+$MISSING
 How to go on:
   * with network access: run \`make run\` again (an interrupted download resumes);
     behind a mirror: PERCEPT_HUB_URL=https://your-mirror make run
@@ -88,7 +96,7 @@ How to go on:
     (vocabulary next to it or PERCEPT_VOCAB=/path/to/$VOCAB_NAME)
   * everything offline with the tiny test model (random weights: the pipeline
     works, the rankings are meaningless):
-      make run MODEL=$SRC/../shared/pe-fixtures/tiny-a/tiny-a.safetensors
+      make run MODEL=$TINY_HINT
 EOF
     exit 1
   fi
