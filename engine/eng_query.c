@@ -15,6 +15,7 @@
 #include "engine/eng_internal.h"
 #include "common/perr.h"
 
+#include <c_api/utils/distances_c.h> /* fvec_inner_products_ny: rescoring batches */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +240,157 @@ int eng_search_vector(eng_db *db, const float *vector, int dim, const eng_query 
     memcpy(v, vector, sizeof(float) * (size_t)dim);
     int rc = idx_normalize(v, 1, dim);
     if (rc == PERR_OK) rc = search_vec(db, v, q, 0, NULL, out);
+    free(v);
+    return rc;
+}
+
+/* ---- batched vector search (eng_search_vectors) ----
+ *
+ * One FAISS call answers the whole batch, but every answer must equal what
+ * eng_search_vector gives for that query alone. FAISS's Flat search scores a
+ * batch of >= 20 queries with BLAS sgemm, whose float sums round differently
+ * from the per-query kernel (fvec_inner_product) a single query uses. So for
+ * Flat batches of >= BATCH_BLAS_MIN queries the index is asked for k +
+ * margin candidates, each candidate is rescored with FAISS's own per-query
+ * kernel on its stored vector, and the best k kept; a query whose k-th
+ * exact score is not clear of what the BLAS pass may have missed (or ties
+ * the next one) is answered by the single-query path instead. Smaller Flat
+ * batches already use the per-query kernel; other index types (HNSW, IVF,
+ * SQ...) are searched one query at a time inside the batch's transaction,
+ * since their batched paths can differ from single searches. */
+#define BATCH_BLAS_MIN 20        /* faiss distance_compute_blas_threshold */
+#define RESCORE_EPS 1e-4f        /* bound on |sgemm - fvec_inner_product| for unit vectors */
+
+typedef struct rs { int64_t id; float score; } rs;
+
+static int rs_cmp(const void *a, const void *b) {
+    const rs *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* Flat, one collection, nq >= BATCH_BLAS_MIN: BLAS pass + exact rescoring.
+ * fallback[i] set for queries that must take the single path. */
+static int batch_flat(eng_db *db, st_txn *txn, eng_coll *c, const float *v, int nq, int kk,
+                      cands *cs, unsigned char *fallback) {
+    size_t cnt = idx_count(c->ix);
+    int d = db->dim;
+    int kw = kk + 8 + kk / 4;
+    if ((size_t)kw > cnt) kw = (int)cnt;
+    if (kw > IDX_K_MAX) kw = IDX_K_MAX;
+    float *sc = malloc(sizeof(float) * (size_t)nq * (size_t)kw);
+    int64_t *ids = malloc(sizeof(int64_t) * (size_t)nq * (size_t)kw);
+    rs *r = malloc(sizeof(rs) * (size_t)kw);
+    int rc = (sc && ids && r) ? PERR_OK : perr_set(PERR_NOMEM, "batched search");
+    if (rc == PERR_OK) rc = idx_search(c->ix, v, (size_t)nq, kw, sc, ids);
+    for (int i = 0; rc == PERR_OK && i < nq; i++) {
+        if (fallback[i]) continue;
+        const float *qi = v + (size_t)i * d;
+        const int64_t *ii = ids + (size_t)i * kw;
+        int n = 0, exact = 1;
+        for (int j = 0; j < kw; j++) {
+            if (ii[j] < 0) continue;
+            const float *vec = NULL;
+            int vd = 0;
+            int g = st_item_vector(txn, (uint64_t)ii[j], &vec, &vd);
+            if (g || vd != d) { perr_clear(); exact = 0; break; } /* gone or odd: single path */
+            float ip;
+            faiss_fvec_inner_products_ny(&ip, qi, vec, (size_t)d, 1);
+            r[n++] = (rs){ii[j], ip};
+        }
+        if (!exact) { fallback[i] = 1; continue; }
+        qsort(r, (size_t)n, sizeof *r, rs_cmp);
+        int keep = n < kk ? n : kk;
+        /* Items the BLAS pass did not return scored <= its last score (+ eps). */
+        if (kw < (int)cnt && n > 0) {
+            float last = sc[(size_t)i * kw + kw - 1];
+            if (keep < kk || !(r[keep - 1].score > last + RESCORE_EPS)) { fallback[i] = 1; continue; }
+        }
+        if (keep > 0 && keep < n && r[keep - 1].score == r[keep].score) { fallback[i] = 1; continue; }
+        for (int j = 0; rc == PERR_OK && j < keep; j++) rc = cands_push(&cs[i], r[j].id, r[j].score, c->id);
+    }
+    free(sc);
+    free(ids);
+    free(r);
+    return rc;
+}
+
+int eng_search_vectors(eng_db *db, const float *vectors, int nq, int dim, const eng_query *q,
+                       eng_results **out) {
+    for (int i = 0; i < nq; i++) out[i] = NULL;
+    if (nq <= 0) return PERR_OK;
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    if (dim != db->dim) return perr_set(PERR_INVALID, "query vector of dim %d, database dim %d", dim, db->dim);
+    eng_query dq;
+    if (!q) { eng_query_default(&dq); q = &dq; }
+    int rc = check_query(db, q);
+    if (rc) return rc;
+    /* Filters and minimum scores take the single path per query (their
+     * index calls are per query already). */
+    if (nq == 1 || q->has_min_score || q->n_labels || q->n_where) {
+        for (int i = 0; rc == PERR_OK && i < nq; i++) {
+            rc = eng_search_vector(db, vectors + (size_t)i * dim, dim, q, &out[i]);
+            if (rc) perr_prefix(rc, "query %d", i);
+        }
+        if (rc) for (int i = 0; i < nq; i++) { eng_results_free(out[i]); out[i] = NULL; }
+        return rc;
+    }
+    size_t vbytes = sizeof(float) * (size_t)nq * (size_t)dim;
+    float *v = malloc(vbytes);
+    cands *cs = calloc((size_t)nq, sizeof *cs);
+    unsigned char *fallback = calloc((size_t)nq, 1);
+    if (!v || !cs || !fallback) { rc = perr_set(PERR_NOMEM, "batched search of %d queries", nq); goto done; }
+    memcpy(v, vectors, vbytes);
+    for (int i = 0; rc == PERR_OK && i < nq; i++)
+        if ((rc = idx_normalize(v + (size_t)i * dim, 1, dim))) perr_prefix(rc, "query %d", i);
+    if (rc) goto done;
+    int k = q->k > 0 ? q->k : 10;
+    const char *one = ENG_DEFAULT_COLLECTION;
+    const char *const *names = q->n_collections ? q->collections : &one;
+    int nn = q->n_collections ? q->n_collections : 1;
+    st_txn *txn;
+    if ((rc = st_txn_begin(db->st, 0, &txn))) goto done;
+    pthread_rwlock_rdlock(&db->coll_lock);
+    for (int ci = 0; rc == PERR_OK && ci < nn; ci++) {
+        eng_coll *c = eng_coll_find(db, names[ci]);
+        if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", names[ci], db->dir); break; }
+        size_t cnt = idx_count(c->ix);
+        int kk = k;
+        if ((size_t)kk > cnt) kk = (int)cnt;
+        if (kk > IDX_K_MAX) kk = IDX_K_MAX;
+        if (kk <= 0) continue;
+        int flat = !strcmp(idx_factory(c->ix), "Flat");
+        if (flat && nq >= BATCH_BLAS_MIN && dim > 12) {
+            rc = batch_flat(db, txn, c, v, nq, kk, cs, fallback);
+        } else {
+            /* Flat below the BLAS threshold: one call, per-query kernel.
+             * Other types: one query per call. */
+            int step = flat ? (dim > 12 ? BATCH_BLAS_MIN - 1 : 1) : 1;
+            float *sc = malloc(sizeof(float) * (size_t)step * kk);
+            int64_t *ids = malloc(sizeof(int64_t) * (size_t)step * kk);
+            if (!sc || !ids) rc = perr_set(PERR_NOMEM, "batched search");
+            for (int i = 0; rc == PERR_OK && i < nq; i += step) {
+                int m = nq - i < step ? nq - i : step;
+                rc = idx_search(c->ix, v + (size_t)i * dim, (size_t)m, kk, sc, ids);
+                for (int j = 0; rc == PERR_OK && j < m * kk; j++)
+                    if (ids[j] >= 0) rc = cands_push(&cs[i + j / kk], ids[j], sc[j], c->id);
+            }
+            free(sc);
+            free(ids);
+        }
+        if (rc) perr_prefix(rc, "collection %s", c->name);
+    }
+    for (int i = 0; rc == PERR_OK && i < nq; i++)
+        if (!fallback[i]) rc = resolve(db, txn, &cs[i], k, 0, &out[i]);
+    pthread_rwlock_unlock(&db->coll_lock);
+    st_txn_abort(txn);
+    for (int i = 0; rc == PERR_OK && i < nq; i++)
+        if (fallback[i]) rc = search_vec(db, v + (size_t)i * dim, q, 0, NULL, &out[i]);
+done:
+    if (rc) for (int i = 0; i < nq; i++) { eng_results_free(out[i]); out[i] = NULL; }
+    if (cs) for (int i = 0; i < nq; i++) free(cs[i].v);
+    free(cs);
+    free(fallback);
     free(v);
     return rc;
 }
