@@ -17,6 +17,7 @@ static const char usage_text[] =
     "                     [--token-file FILE] [--insecure] [--metrics HOST:PORT]\n"
     "                     [--workers N] [--max-frame BYTES] [--max-inflight N]\n"
     "                     [--max-conns N] [--max-queue N] [--idle-timeout MS] [--verbose]\n"
+    "                     [--batch-max N] [--batch-wait-us US] [--index-threads N]\n"
     "Listens on 127.0.0.1:7700 by default. Without a token only loopback addresses\n"
     "are accepted (unless --insecure). SIGTERM/SIGINT: finish in-flight requests,\n"
     "save indexes and exit 0; SIGHUP: save a snapshot. Protocol: docs/protocol.md.\n";
@@ -65,6 +66,9 @@ static int cmd_serve(int argc, char **argv) {
         else if (!strcmp(s, "--max-inflight") && has) rc = db_parse_int(argv[++i], "--max-inflight", &so.max_inflight);
         else if (!strcmp(s, "--max-conns") && has) rc = db_parse_int(argv[++i], "--max-conns", &so.max_conns);
         else if (!strcmp(s, "--max-queue") && has) rc = db_parse_int(argv[++i], "--max-queue", &so.max_queue);
+        else if (!strcmp(s, "--batch-max") && has) rc = db_parse_int(argv[++i], "--batch-max", &so.batch_max);
+        else if (!strcmp(s, "--batch-wait-us") && has) rc = db_parse_int(argv[++i], "--batch-wait-us", &so.batch_wait_us);
+        else if (!strcmp(s, "--index-threads") && has) rc = db_parse_int(argv[++i], "--index-threads", &so.index_threads);
         else if (!strcmp(s, "--idle-timeout") && has) rc = db_parse_int(argv[++i], "--idle-timeout", &so.idle_timeout_ms);
         else if (!strcmp(s, "--max-frame") && has) {
             rc = db_parse_u64(argv[++i], "--max-frame", &u);
@@ -73,6 +77,9 @@ static int cmd_serve(int argc, char **argv) {
         } else rc = perr_set(PERR_INVALID, "unknown option %s (or missing value)\n%s", s, usage_text);
     }
     if (!rc && (so.workers < 1 || so.workers > 256)) rc = perr_set(PERR_INVALID, "--workers: between 1 and 256");
+    if (!rc && (so.batch_max < 1 || so.batch_max > 1024)) rc = perr_set(PERR_INVALID, "--batch-max: between 1 (off) and 1024");
+    if (!rc && (so.batch_wait_us < 0 || so.batch_wait_us > 100000)) rc = perr_set(PERR_INVALID, "--batch-wait-us: between 0 and 100000");
+    if (!rc && (so.index_threads < 0 || so.index_threads > 256)) rc = perr_set(PERR_INVALID, "--index-threads: between 0 (leave as is) and 256");
     char *token = NULL;
     if (!rc && token_file) rc = read_token(token_file, &token);
     so.token = token;

@@ -153,11 +153,77 @@ static int op_search(const net_op_ctx *c, const msgpack_object *req, net_arena *
     else if (vec) rc = eng_search_vector(c->db, vec, eng_dim(c->db), &q, &res);
     else rc = eng_search_id(c->db, id, &q, &res);
     if (rc) return rc;
-    msgpack_pack_map(pk, 1);
-    net_mp_pack_key(pk, "hits");
-    net_pack_results(pk, res);
+    net_pack_search(pk, res);
     eng_results_free(res);
     return PERR_OK;
+}
+
+void net_pack_search(msgpack_packer *pk, const eng_results *r) {
+    msgpack_pack_map(pk, 1);
+    net_mp_pack_key(pk, "hits");
+    net_pack_results(pk, r);
+}
+
+/* ---- coalescing ---------------------------------------------------------- */
+
+struct net_vsearch {
+    msgpack_unpacked u;
+    net_arena a;
+    eng_query q;
+    float *vec;
+};
+
+void net_vsearch_free(net_vsearch *v) {
+    if (!v) return;
+    net_arena_free(&v->a);
+    msgpack_unpacked_destroy(&v->u);
+    free(v);
+}
+
+int net_vsearch_decode(eng_db *db, const uint8_t *payload, size_t len, net_vsearch **out) {
+    *out = NULL;
+    if (!len) return 0;
+    net_vsearch *v = calloc(1, sizeof *v);
+    if (!v) return 0;
+    msgpack_unpacked_init(&v->u);
+    const msgpack_object *req = NULL;
+    int ok = net_mp_unpack(payload, len, &v->u, &req) == PERR_OK && req->type == MSGPACK_OBJECT_MAP &&
+             get_query(req, &v->a, &v->q) == PERR_OK &&
+             get_vector(db, req, "vector", &v->a, &v->vec) == PERR_OK && v->vec &&
+             !net_mp_get(req, "text") && !net_mp_get(req, "image") && !net_mp_get(req, "path") &&
+             !net_mp_get(req, "id");
+    if (!ok) { perr_clear(); net_vsearch_free(v); return 0; }
+    *out = v;
+    return 1;
+}
+
+static int strs_equal(const char *const *a, int na, const char *const *b, int nb) {
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (strcmp(a[i], b[i])) return 0;
+    return 1;
+}
+
+int net_vsearch_same_shape(const net_vsearch *a, const net_vsearch *b) {
+    const eng_query *x = &a->q, *y = &b->q;
+    if (x->k != y->k || x->has_min_score != y->has_min_score || x->include_self != y->include_self) return 0;
+    if (x->has_min_score && memcmp(&x->min_score, &y->min_score, sizeof(float))) return 0;
+    if (!strs_equal(x->collections, x->n_collections, y->collections, y->n_collections)) return 0;
+    if (!strs_equal(x->labels, x->n_labels, y->labels, y->n_labels)) return 0;
+    if (x->n_where != y->n_where) return 0;
+    for (int i = 0; i < x->n_where; i++)
+        if (strcmp(x->where[i].key, y->where[i].key) || strcmp(x->where[i].value, y->where[i].value)) return 0;
+    return 1;
+}
+
+int net_vsearch_batch(eng_db *db, net_vsearch *const *v, int n, eng_results **res) {
+    int dim = eng_dim(db);
+    float *all = malloc(sizeof(float) * (size_t)dim * (size_t)n);
+    if (!all) return perr_set(PERR_NOMEM, "batch of %d searches", n);
+    for (int i = 0; i < n; i++) memcpy(all + (size_t)i * dim, v[i]->vec, sizeof(float) * (size_t)dim);
+    int rc = eng_search_vectors(db, all, n, dim, &v[0]->q, res);
+    free(all);
+    return rc;
 }
 
 typedef struct ingest_one { int seen; eng_file_result r; char reason[512]; } ingest_one;

@@ -32,6 +32,23 @@ typedef struct net_op_ctx {
  * was packed must be discarded. */
 int net_op_run(const net_op_ctx *c, int op, const uint8_t *payload, size_t len, msgpack_packer *pk);
 
+/* ---- coalescing (the server's batcher) -----------------------------------
+ * A SEARCH by vector decoded once; searches of one shape (same collections,
+ * k, min_score, labels, where) are answered together by eng_search_vectors,
+ * each with exactly the payload net_op_run would have packed. */
+typedef struct net_vsearch net_vsearch;
+
+/* 1 and *out set when the payload is a well-formed SEARCH by vector; 0 for
+ * anything else (which net_op_run then runs and answers, errors included). */
+int net_vsearch_decode(eng_db *db, const uint8_t *payload, size_t len, net_vsearch **out);
+int net_vsearch_same_shape(const net_vsearch *a, const net_vsearch *b);
+/* Searches v[0..n) (one shape) as one batch; on success res[i] gets each
+ * result (eng_results_free). On error nothing is set: run them one by one. */
+int net_vsearch_batch(eng_db *db, net_vsearch *const *v, int n, eng_results **res);
+/* The SEARCH response payload {hits: [...]}. */
+void net_pack_search(msgpack_packer *pk, const eng_results *r);
+void net_vsearch_free(net_vsearch *v);
+
 /* Packs an error payload {code, name, message}. */
 void net_pack_error(msgpack_packer *pk, int code, const char *message);
 

@@ -31,6 +31,7 @@
 #include "net/ops.h"
 #include "net/proto.h"
 #include "common/perr.h"
+#include "index/idx.h"
 
 #include <uv.h>
 
@@ -44,7 +45,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+void openblas_set_num_threads(int num_threads); /* OpenBLAS (no header of its own here) */
 
 #define MAX_LISTENERS 16
 #define HELLO_MAX_PAYLOAD (64u << 10)
@@ -146,6 +150,7 @@ struct net_server {
     op_metrics ops[256];
     uint64_t conns_total, conns_refused, busy, protocol_errors, bytes_in, bytes_out;
     uint64_t snapshots;
+    uint64_t batches, batched;  /* coalesced vector searches: engine calls, queries */
 };
 
 static void conn_close(conn *c);
@@ -176,7 +181,8 @@ void net_server_opts_default(net_server_opts *o) {
     o->workers = 2;
     o->max_queue = 1024;
     o->max_write_queue = (size_t)64 << 20;
-    o->batch_max = 32;
+    o->batch_max = 64;
+    o->index_threads = 1;
 }
 
 /* ---- response frames ---------------------------------------------------- */
@@ -248,8 +254,10 @@ static void pack_server_stats(void *user, msgpack_packer *pk) {
     pthread_mutex_lock(&s->metrics_mu);
     int n_ops = 0;
     for (int i = 0; i < 256; i++) n_ops += s->ops[i].requests > 0 && net_op_name(i);
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 10);
     net_mp_pack_key(pk, "connections"); msgpack_pack_int(pk, s->n_conns);
+    net_mp_pack_key(pk, "search_batches"); msgpack_pack_uint64(pk, s->batches);
+    net_mp_pack_key(pk, "batched_searches"); msgpack_pack_uint64(pk, s->batched);
     net_mp_pack_key(pk, "connections_total"); msgpack_pack_uint64(pk, s->conns_total);
     net_mp_pack_key(pk, "queue_depth"); msgpack_pack_int(pk, depth);
     net_mp_pack_key(pk, "workers"); msgpack_pack_int(pk, s->n_threads);
@@ -313,6 +321,10 @@ static char *prometheus_text(net_server *s, size_t *len) {
     fprintf(f, "# TYPE percept_bytes_received_total counter\npercept_bytes_received_total %" PRIu64 "\n", s->bytes_in);
     fprintf(f, "# TYPE percept_bytes_sent_total counter\npercept_bytes_sent_total %" PRIu64 "\n", s->bytes_out);
     fprintf(f, "# TYPE percept_workers gauge\npercept_workers %d\n", s->n_threads);
+    fprintf(f, "# HELP percept_search_batches_total Engine calls answering coalesced vector searches.\n"
+               "# TYPE percept_search_batches_total counter\npercept_search_batches_total %" PRIu64 "\n", s->batches);
+    fprintf(f, "# HELP percept_batched_searches_total Vector searches answered within a coalesced batch.\n"
+               "# TYPE percept_batched_searches_total counter\npercept_batched_searches_total %" PRIu64 "\n", s->batched);
     pthread_mutex_unlock(&s->metrics_mu);
     fclose(f);
     *len = cap;
@@ -328,6 +340,28 @@ static void job_free(job *j) {
     free(j);
 }
 
+/* Turns a packed payload (or an error) into the job's response frame. */
+static void job_respond(job *j, int rc, msgpack_sbuffer *sb) {
+    j->rc = rc;
+    free(j->buf); /* the request is done with: free it before the response goes out */
+    j->buf = NULL;
+    j->payload = NULL;
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", perr_msg());
+        msgpack_sbuffer_destroy(sb);
+        j->out = error_frame(j->op, j->id, rc, msg, &j->out_len);
+    } else if (sb->size - NET_HEADER_SIZE > UINT32_MAX) {
+        msgpack_sbuffer_destroy(sb);
+        j->rc = PERR_TOO_LARGE;
+        j->out = error_frame(j->op, j->id, PERR_TOO_LARGE, "response exceeds 4 GiB", &j->out_len);
+    } else {
+        frame_finish(sb, j->op, j->id, 0);
+        j->out_len = sb->size;
+        j->out = (uint8_t *)msgpack_sbuffer_release(sb);
+    }
+}
+
 static void run_job(net_server *s, job *j) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -338,24 +372,175 @@ static void run_job(net_server *s, job *j) {
         perr_clear();
         rc = net_op_run(&ctx, j->op, j->payload, j->len, &pk);
     }
-    j->rc = rc;
-    free(j->buf); /* the request is done with: free it before the response goes out */
-    j->buf = NULL;
-    j->payload = NULL;
-    if (rc) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", perr_msg());
-        msgpack_sbuffer_destroy(&sb);
-        j->out = error_frame(j->op, j->id, rc, msg, &j->out_len);
-    } else if (sb.size - NET_HEADER_SIZE > UINT32_MAX) {
-        msgpack_sbuffer_destroy(&sb);
-        j->rc = PERR_TOO_LARGE;
-        j->out = error_frame(j->op, j->id, PERR_TOO_LARGE, "response exceeds 4 GiB", &j->out_len);
-    } else {
-        frame_finish(&sb, j->op, j->id, 0);
-        j->out_len = sb.size;
-        j->out = (uint8_t *)msgpack_sbuffer_release(&sb);
+    job_respond(j, rc, &sb);
+}
+
+/* Pops the next job round-robin (caller holds s->mu; s->ring_h set). */
+static job *ring_pop(net_server *s) {
+    conn *c = s->ring_h;
+    s->ring_h = c->rnext;
+    if (!s->ring_h) s->ring_t = NULL;
+    job *j = c->qh;
+    c->qh = j->next;
+    if (!c->qh) c->qt = NULL;
+    c->queued--;
+    s->queued_total--;
+    if (c->qh) { /* back of the ring: one job per connection per turn */
+        c->rnext = NULL;
+        if (s->ring_t) s->ring_t->rnext = c; else s->ring_h = c;
+        s->ring_t = c;
+    } else c->in_ring = 0;
+    j->next = NULL;
+    return j;
+}
+
+/* Takes up to max queued SEARCH jobs, round-robin over the connections
+ * (a connection whose next job is something else is passed over). Caller
+ * holds s->mu; the jobs count as running. */
+static int take_searches(net_server *s, job **out, int max) {
+    int n = 0, len = 0, misses = 0;
+    for (conn *c = s->ring_h; c; c = c->rnext) len++;
+    while (n < max && s->ring_h && misses < len) {
+        conn *c = s->ring_h;
+        if (c->qh->op == NET_OP_SEARCH) {
+            int last = c->queued == 1;
+            out[n++] = ring_pop(s);
+            if (last) len--;
+            misses = 0;
+        } else { /* rotate */
+            misses++;
+            if (s->ring_h != s->ring_t) {
+                s->ring_h = c->rnext;
+                c->rnext = NULL;
+                s->ring_t->rnext = c;
+                s->ring_t = c;
+            }
+        }
     }
+    s->running += n;
+    return n;
+}
+
+/* Puts a job taken by take_searches back at the head of its connection's
+ * queue (it is not batchable: another worker may run it meanwhile). */
+static void requeue(net_server *s, job *j) {
+    conn *c = j->c;
+    pthread_mutex_lock(&s->mu);
+    j->next = c->qh;
+    c->qh = j;
+    if (!c->qt) c->qt = j;
+    c->queued++;
+    s->queued_total++;
+    s->running--;
+    if (!c->in_ring) {
+        c->in_ring = 1;
+        c->rnext = s->ring_h;
+        s->ring_h = c;
+        if (!s->ring_t) s->ring_t = c;
+    }
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void complete(net_server *s, job *j) {
+    pthread_mutex_lock(&s->dmu);
+    if (s->done_t) s->done_t->next = j; else s->done_h = j;
+    s->done_t = j;
+    pthread_mutex_unlock(&s->dmu);
+    pthread_mutex_lock(&s->mu);
+    s->running--;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Answers n vector searches of one shape with one engine call; when the
+ * batch fails each runs alone (so every answer, error or not, is the one
+ * it would get alone). */
+static void run_group(net_server *s, job **jobs, net_vsearch **vs, int n) {
+    eng_results **res = NULL;
+    int rc = n > 1 && (res = calloc((size_t)n, sizeof *res)) ? PERR_OK : PERR_NOMEM;
+    if (!rc) {
+        perr_clear();
+        rc = net_vsearch_batch(s->db, vs, n, res);
+    }
+    if (rc) {
+        for (int i = 0; i < n; i++) run_job(s, jobs[i]);
+    } else {
+        pthread_mutex_lock(&s->metrics_mu);
+        s->batches++;
+        s->batched += (uint64_t)n;
+        pthread_mutex_unlock(&s->metrics_mu);
+        for (int i = 0; i < n; i++) {
+            msgpack_sbuffer sb;
+            msgpack_packer pk;
+            int r = sbuf_init(&sb) ? perr_set(PERR_NOMEM, "response") : PERR_OK;
+            if (!r) {
+                msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+                net_pack_search(&pk, res[i]);
+            }
+            job_respond(jobs[i], r, &sb);
+            eng_results_free(res[i]);
+        }
+    }
+    free(res);
+}
+
+/* j is a SEARCH by vector (decoded as lead): takes every SEARCH queued
+ * now (up to batch_max), groups the vector ones by shape and answers each
+ * group with one batched search; other searches go back to the queue. */
+static void run_batch(net_server *s, job *lead, net_vsearch *lv) {
+    int max = s->o.batch_max;
+    job **jobs = malloc(sizeof(job *) * (size_t)max);
+    net_vsearch **vs = malloc(sizeof(net_vsearch *) * (size_t)max);
+    int *grp = malloc(sizeof(int) * (size_t)max);
+    if (!jobs || !vs || !grp) {
+        free(jobs); free(vs); free(grp);
+        net_vsearch_free(lv);
+        run_job(s, lead);
+        complete(s, lead);
+        return;
+    }
+    jobs[0] = lead;
+    vs[0] = lv;
+    int n = 1;
+    pthread_mutex_lock(&s->mu);
+    n += take_searches(s, jobs + 1, max - 1);
+    pthread_mutex_unlock(&s->mu);
+    if (n < max && s->o.batch_wait_us > 0) {
+        struct timespec ts = {0, (long)s->o.batch_wait_us * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&s->mu);
+        n += take_searches(s, jobs + n, max - n);
+        pthread_mutex_unlock(&s->mu);
+    }
+    /* decode; group by shape (groups are numbered by their first member) */
+    int m = 1;
+    grp[0] = 0;
+    for (int i = 1; i < n; i++) {
+        if (!net_vsearch_decode(s->db, jobs[i]->payload, jobs[i]->len, &vs[m])) {
+            requeue(s, jobs[i]); /* text/image/id search or a bad request */
+            continue;
+        }
+        jobs[m] = jobs[i];
+        grp[m] = m;
+        for (int g = 0; g < m; g++)
+            if (grp[g] == g && net_vsearch_same_shape(vs[g], vs[m])) { grp[m] = g; break; }
+        m++;
+    }
+    job **gj = malloc(sizeof(job *) * (size_t)m);
+    net_vsearch **gv = malloc(sizeof(net_vsearch *) * (size_t)m);
+    for (int g = 0; g < m; g++) {
+        if (grp[g] != g) continue;
+        int k = 0;
+        for (int i = g; i < m; i++)
+            if (grp[i] == g) {
+                if (gj && gv) { gj[k] = jobs[i]; gv[k] = vs[i]; k++; }
+                else run_job(s, jobs[i]);
+            }
+        if (k) run_group(s, gj, gv, k);
+    }
+    for (int i = 0; i < m; i++) { net_vsearch_free(vs[i]); complete(s, jobs[i]); }
+    free(gj); free(gv);
+    free(jobs); free(vs); free(grp);
 }
 
 static void *worker_main(void *arg) {
@@ -367,35 +552,23 @@ static void *worker_main(void *arg) {
         if (s->internal) {
             j = s->internal;
             s->internal = j->next;
+            j->next = NULL;
         } else if (s->ring_h) {
-            conn *c = s->ring_h;
-            s->ring_h = c->rnext;
-            if (!s->ring_h) s->ring_t = NULL;
-            j = c->qh;
-            c->qh = j->next;
-            if (!c->qh) c->qt = NULL;
-            c->queued--;
-            s->queued_total--;
-            if (c->qh) { /* back of the ring: one job per connection per turn */
-                c->rnext = NULL;
-                if (s->ring_t) s->ring_t->rnext = c; else s->ring_h = c;
-                s->ring_t = c;
-            } else c->in_ring = 0;
+            j = ring_pop(s);
         } else { /* pool_stop and nothing left */
             pthread_mutex_unlock(&s->mu);
             break;
         }
         s->running++;
         pthread_mutex_unlock(&s->mu);
-        j->next = NULL;
-        run_job(s, j);
-        pthread_mutex_lock(&s->dmu);
-        if (s->done_t) s->done_t->next = j; else s->done_h = j;
-        s->done_t = j;
-        pthread_mutex_unlock(&s->dmu);
-        pthread_mutex_lock(&s->mu);
-        s->running--;
-        pthread_mutex_unlock(&s->mu);
+        net_vsearch *v = NULL;
+        if (j->c && j->op == NET_OP_SEARCH && s->o.batch_max > 1 &&
+            net_vsearch_decode(s->db, j->payload, j->len, &v)) {
+            run_batch(s, j, v);
+        } else {
+            run_job(s, j);
+            complete(s, j);
+        }
         uv_async_send(&s->async);
     }
     return NULL;
@@ -1075,6 +1248,19 @@ int net_server_new(eng_db *db, const net_server_opts *o, net_server **out) {
     if (s->o.workers <= 0) s->o.workers = d.workers;
     if (s->o.max_queue <= 0) s->o.max_queue = d.max_queue;
     if (!s->o.max_write_queue) s->o.max_write_queue = d.max_write_queue;
+    if (s->o.batch_max <= 0) s->o.batch_max = d.batch_max;
+    if (s->o.batch_wait_us < 0) s->o.batch_wait_us = 0;
+    if (s->o.batch_wait_us > 100000) s->o.batch_wait_us = 100000;
+    /* Threads (docs/design.md, "Server threads"): the workers are the
+     * parallelism. FAISS's OpenMP teams and OpenBLAS's threads on top of
+     * them oversubscribe the cores, and idle OpenMP threads spin-wait
+     * (observed: 50 ms stalls at batch 1 on 2 cores); with one thread per
+     * index call no team is ever created, and a batched search's sgemm runs
+     * on the worker's own thread. */
+    if (s->o.index_threads > 0) {
+        idx_set_threads(s->o.index_threads);
+        openblas_set_num_threads(s->o.index_threads);
+    }
     s->o.listen = NULL; /* not kept */
     s->db = db;
     pthread_mutex_init(&s->mu, NULL);

@@ -31,7 +31,12 @@ typedef struct net_server_opts {
     int workers;                /* worker threads (default 2) */
     int max_queue;              /* requests waiting for a worker, all connections (default 1024) */
     size_t max_write_queue;     /* bytes unsent to one client before reading from it pauses (default 64 MiB) */
-    int batch_max;              /* vector queries coalesced into one search (default 32) */
+    int batch_max;              /* vector searches coalesced into one engine call (default 64; 1: off) */
+    int batch_wait_us;          /* a batch leader waits this long for more (default 0) */
+    /* OpenMP threads per index call and OpenBLAS threads, process-wide,
+     * set by net_server_new (default 1: the workers are the parallelism;
+     * 0: leave both as they are). */
+    int index_threads;
     int handle_signals;         /* SIGTERM/SIGINT drain and stop; SIGHUP snapshots */
     int verbose;                /* log connections to stderr */
 } net_server_opts;
