@@ -92,7 +92,8 @@ int pe_encode_ids(pe_ctx *c, const int32_t *ids, int n, float *out);
  * forward passes, named as in the fixtures' traces without the "trace_img_"/
  * "trace_txt_" prefix ("v_conv1", "v_embed", "v_ln_pre", "v_block0_ln1",
  * "v_block0_attn", "v_block0_mlp", "v_block0", ..., "v_ln_post",
- * "v_pool_attn", "v_pool", "v_final", "rope_freq", "t_tok", "t_embed",
+ * "v_pool_attn", "v_pool", "v_final", "rope_freq", "v_posemb" (non-native
+ * sizes only), "t_tok", "t_embed",
  * "t_block0_ln1", "t_block0_attn", "t_block0_mlp", "t_block0", ...,
  * "t_ln_final", "t_pooled", "t_final"), for batch item 0, in the layout of
  * those goldens. While a hook is set, text passes compute all context

@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -429,6 +430,63 @@ static void test_texts(void) {
     pe_ctx_free(cn2);
 }
 
+/* ------------------------------------------------- concurrent contexts */
+
+typedef struct worker {
+    int id;
+    double worst;
+    int failures;
+} worker;
+
+/* Each thread: its own 2-thread context on the shared model, alternating
+ * image and text passes; every result must equal the golden. */
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    const pe_config *cfg = pe_model_config(model);
+    int D = cfg->output_dim, L = cfg->context_length;
+    size_t S = cfg->image_size;
+    pe_ctx_opts o;
+    pe_ctx_opts_default(&o);
+    o.max_batch = 2;
+    o.n_threads = 2;
+    pe_ctx *c = NULL;
+    if (pe_ctx_new(model, &o, &c)) { w->failures++; return NULL; }
+    float *px = t_golden_f32(FIX, w->id ? "img_coffee_pixels" : "img_camera_pixels", NULL);
+    float *ref = t_golden_f32(FIX, w->id ? "img_coffee_emb" : "img_camera_emb", NULL);
+    int32_t *ids = t_golden_i32(FIX, "text_ids", NULL);
+    float *tref = t_golden_f32(FIX, "text_emb", NULL);
+    float out[4096];
+    for (int rep = 0; px && ref && ids && tref && rep < 20; rep++) {
+        if (pe_encode_pixels(c, px, 1, out)) w->failures++;
+        double d = t_rel_maxdiff(out, ref, D);
+        if (!(d <= TOL)) w->failures++;
+        if (d > w->worst) w->worst = d;
+        int ti = (rep * 7 + w->id) % 60;
+        if (pe_encode_ids(c, ids + (size_t)ti * L, 1, out)) w->failures++;
+        d = t_rel_maxdiff(out, tref + (size_t)ti * D, D);
+        if (!(d <= TOL)) w->failures++;
+        if (d > w->worst) w->worst = d;
+    }
+    (void)S;
+    free(px);
+    free(ref);
+    free(ids);
+    free(tref);
+    pe_ctx_free(c);
+    return NULL;
+}
+
+static void test_concurrent_contexts(void) {
+    pthread_t th[2];
+    worker w[2] = {{.id = 0}, {.id = 1}};
+    for (int i = 0; i < 2; i++) REQUIRE(pthread_create(&th[i], NULL, worker_main, &w[i]) == 0);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 2; i++) {
+        CHECK_EQ_INT(w[i].failures, 0);
+        printf("  concurrent context %d: 40 passes, max rel diff %.3g\n", i, w[i].worst);
+    }
+}
+
 /* ---------------------------------------------------- model and misuse */
 
 static void test_model_info(void) {
@@ -510,6 +568,7 @@ int main(void) {
     T_RUN(test_nonnative);
     T_RUN(test_video_frames);
     T_RUN(test_texts);
+    T_RUN(test_concurrent_contexts);
     T_RUN(test_misuse);
     T_RUN(test_missing_file);
     printf("worst max rel diff over all comparisons: %.3g (tolerance %.0e)\n", worst, TOL);

@@ -484,8 +484,52 @@ static void test_cls_plain(void) {
     run_case("cls", &c, 12);
 }
 
+/* A file that does not fit its declared configuration is refused at load
+ * with PERR_MODEL and a message naming the key; nothing is half-loaded. */
+static void expect_load_error(model *m, const char *needle) {
+    char *dir = t_tmpdir("pe-syn-bad");
+    char *p = t_path("%s/bad.safetensors", dir);
+    REQUIRE(write_safetensors(m, p, 0) == 0);
+    pe_model *pm = NULL;
+    int rc = pe_model_load(p, NULL, &pm);
+    CHECK(rc == PERR_MODEL);
+    CHECK(pm == NULL);
+    if (!strstr(perr_msg(), needle)) t_fail(__FILE__, __LINE__, "message lacks \"%s\": %s", needle, perr_msg());
+    else printf("  refused as expected: %s\n", perr_msg());
+    t_rmtree(dir);
+    free(dir);
+    free(p);
+}
+
+static void test_mismatched_files(void) {
+    syn_cfg c = {.image = 32, .patch = 8, .width = 32, .layers = 2, .heads = 2, .mlp = 64, .cls = 1,
+                 .pool_heads = 8, .out = 16, .ls = 0.5, .ctx = 8, .twidth = 16, .tlayers = 1, .theads = 2};
+    model *m = malloc(sizeof *m);
+    /* 1: the configuration says 3 layers, the file has 2 */
+    build(m, &c, 21);
+    m->c.layers = 3;
+    expect_load_error(m, "visual.transformer.resblocks.2");
+    model_free(m);
+    /* 2: a LayerScale gamma missing in one block */
+    build(m, &c, 22);
+    for (int i = 0; i < m->nt; i++)
+        if (!strcmp(m->t[i].name, "visual.transformer.resblocks.1.ls_2.gamma"))
+            snprintf(m->t[i].name, sizeof m->t[i].name, "visual.transformer.resblocks.1.ls_2.gamma_renamed");
+    expect_load_error(m, "resblocks.1.ls_2.gamma");
+    model_free(m);
+    /* 3: a weight of the wrong shape */
+    build(m, &c, 23);
+    for (int i = 0; i < m->nt; i++)
+        if (!strcmp(m->t[i].name, "visual.attn_pool.mlp.c_fc.weight")) m->t[i].shape[0] = 3 * c.width,
+            m->t[i].n = (size_t)3 * c.width * c.width;
+    expect_load_error(m, "visual.attn_pool.mlp.c_fc.weight");
+    model_free(m);
+    free(m);
+}
+
 int main(void) {
     T_RUN(test_no_cls_layerscale);
     T_RUN(test_cls_plain);
+    T_RUN(test_mismatched_files);
     return t_done();
 }
