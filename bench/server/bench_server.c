@@ -4,16 +4,25 @@
  *   bench_server [N_VECTORS...]      (default: 100000 1000000)
  *
  * For each size: a database of N random unit vectors (tiny-a's dim) in a
- * Flat collection; in-process eng_search_vector batch-1 QPS (1 thread);
- * the same queries through `net_server` with 1, 8 and 64 connections (one
- * thread each, synchronous requests); then text-query QPS and image ingest
- * rate through the server vs eng_add_buffer, and the process RSS. Bounded:
+ * Flat collection; in-process eng_search_vector batch-1 QPS (1 thread) and
+ * eng_search_vectors batch-64 QPS (1 thread); the same queries through
+ * `net_server` with 1, 8 and 64 connections (one thread each, synchronous
+ * requests; with 64 the server coalesces them, its batch counters are
+ * printed), also with coalescing off; then text-query QPS and the process
+ * RSS. Then ingest: images/s of real photos (tests/engine/photos.c, env
+ * BENCH_PHOTOS = how many, default 200) through the server (bytes uploaded
+ * by 1 and 4 connections) vs embedded eng_ingest_paths (what `percept
+ * ingest` runs) on the same files. BENCH_DIM=512: a vectors-only database
+ * of that dimension instead of tiny-a's 32 (no text rows). Bounded:
  * each cell runs for SECONDS (env BENCH_SECONDS, default 3). Prints a table
  * and a checksum of the hit ids so a fast but wrong run is visible. */
 #define _GNU_SOURCE
 #include "common/perr.h"
 #include "engine/eng.h"
 #include "net/client.h"
+#include "net/mp.h"
+#include "net/proto.h"
+#include "photos.h"
 #include "net/server.h"
 
 #include <math.h>
@@ -45,6 +54,7 @@ static int cmp_d(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+static void *serve_thread(void *srv);
 static double seconds = 3;
 static int dim;
 static float *queries;
@@ -57,6 +67,7 @@ typedef struct run {
     uint64_t checksum;
     int err;
     int text;
+    int batch;              /* in-process: eng_search_vectors of this many */
 } run;
 
 static void *runner(void *p) {
@@ -67,6 +78,22 @@ static void *runner(void *p) {
     eng_query_default(&q);
     q.k = 10;
     double end = now() + seconds;
+    if (r->batch > 1) { /* in-process batches; one latency entry per query */
+        eng_results **res = calloc((size_t)r->batch, sizeof *res);
+        for (long i = 0; now() < end && r->n + r->batch <= r->cap; i++) {
+            double t0 = now();
+            const float *v = queries + (size_t)((i * r->batch) % NQ) * dim;
+            if (eng_search_vectors(r->db, v, r->batch, dim, &q, res)) { r->err = 1; break; }
+            double dt = now() - t0;
+            for (int b = 0; b < r->batch; b++) {
+                r->lat[r->n++] = dt;
+                for (int j = 0; j < res[b]->n; j++) r->checksum += res[b]->hits[j].id * (uint64_t)(j + 1);
+                eng_results_free(res[b]);
+            }
+        }
+        free(res);
+        return NULL;
+    }
     for (long i = 0; now() < end && r->n < r->cap; i++) {
         eng_results *res = NULL;
         const float *v = queries + (size_t)(i % NQ) * dim;
@@ -83,12 +110,17 @@ static void *runner(void *p) {
     return NULL;
 }
 
+static void cell_b(const char *what, const char *addr, eng_db *db, int conns, int text, int batch, double *qps_out);
 static void cell(const char *what, const char *addr, eng_db *db, int conns, int text, double *qps_out) {
+    cell_b(what, addr, db, conns, text, 1, qps_out);
+}
+
+static void cell_b(const char *what, const char *addr, eng_db *db, int conns, int text, int batch, double *qps_out) {
     run *r = calloc((size_t)conns, sizeof *r);
     pthread_t *th = calloc((size_t)conns, sizeof *th);
     double t0 = now();
     for (int i = 0; i < conns; i++) {
-        r[i].addr = addr; r[i].db = db; r[i].text = text;
+        r[i].addr = addr; r[i].db = db; r[i].text = text; r[i].batch = batch;
         r[i].cap = 2000000; r[i].lat = malloc(sizeof(double) * (size_t)r[i].cap);
         pthread_create(&th[i], NULL, runner, &r[i]);
     }
@@ -108,6 +140,120 @@ static void cell(const char *what, const char *addr, eng_db *db, int conns, int 
     free(all); free(r); free(th);
 }
 
+/* The server's coalescing counters (STATS server.search_batches, .batched_searches). */
+static void batch_counters(const char *addr, uint64_t *batches, uint64_t *batched) {
+    *batches = *batched = 0;
+    pc_client *c = NULL;
+    uint8_t *p = NULL;
+    size_t len = 0;
+    if (pc_connect(addr, NULL, &c) || pc_call(c, NET_OP_STATS, "\x80", 1, &p, &len)) { pc_close(c); return; }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *o = NULL;
+    if (net_mp_unpack(p, len, &u, &o) == PERR_OK) {
+        const msgpack_object *srv = net_mp_get(o, "server");
+        const msgpack_object *a = srv ? net_mp_get(srv, "search_batches") : NULL;
+        const msgpack_object *b = srv ? net_mp_get(srv, "batched_searches") : NULL;
+        if (a && a->type == MSGPACK_OBJECT_POSITIVE_INTEGER) *batches = a->via.u64;
+        if (b && b->type == MSGPACK_OBJECT_POSITIVE_INTEGER) *batched = b->via.u64;
+    }
+    msgpack_unpacked_destroy(&u);
+    free(p);
+    pc_close(c);
+}
+
+typedef struct ing { const char *addr; photo_set *ps; int from, step; long n; int err; } ing;
+
+static void *ingest_runner(void *p) {
+    ing *g = p;
+    pc_client *c = NULL;
+    if (pc_connect(g->addr, NULL, &c)) { g->err = 1; return NULL; }
+    for (int i = g->from; i < g->ps->n; i += g->step) {
+        void *data = NULL;
+        size_t len = 0;
+        uint64_t id;
+        eng_outcome oc;
+        pc_ingest_opts io = {.uri = g->ps->paths[i]};
+        if (pc_read_file(g->ps->paths[i], (size_t)1 << 28, &data, &len) ||
+            pc_ingest_bytes(c, data, len, &io, &id, &oc)) { g->err = 1; free(data); break; }
+        free(data);
+        g->n++;
+    }
+    pc_close(c);
+    return NULL;
+}
+
+static eng_db *open_db(const char *dir, const char *model, const char *vocab, size_t map) {
+    eng_open_opts o;
+    eng_open_opts_default(&o);
+    o.model_path = model; o.vocab_path = vocab; o.create = 1; o.n_encoders = 2;
+    o.map_size = map;
+    eng_db *db = NULL;
+    if (eng_open(dir, &o, &db)) { fprintf(stderr, "open %s: %s\n", dir, perr_msg()); return NULL; }
+    return db;
+}
+
+/* Ingest images/s: embedded eng_ingest_paths vs uploads through the server. */
+static void bench_ingest(const char *model, const char *vocab) {
+    int want = getenv("BENCH_PHOTOS") ? atoi(getenv("BENCH_PHOTOS")) : 200;
+    photo_set ps;
+    int n = photos_gather(&ps, want, 1024);
+    if (n <= 0) { printf("\ningest: no photos found (scripts/deps.sh installs the wallpaper packages)\n"); return; }
+    printf("\ningest of %d real photos (JPEG, longest side <= 1024), tiny-a\n", n);
+    printf("| %-40s | %5s | %9s |\n", "what", "conns", "images/s");
+    printf("|------------------------------------------|-------|-----------|\n");
+    char dir[] = "/tmp/bench_server_ing_XXXXXX";
+    if (!mkdtemp(dir)) return;
+    eng_db *db = open_db(dir, model, vocab, (size_t)1 << 30);
+    if (!db) return;
+    eng_ingest_opts io;
+    eng_ingest_opts_default(&io);
+    eng_progress pr;
+    double t0 = now();
+    int rc = eng_ingest_paths(db, (const char *const *)ps.paths, ps.n, &io, &pr);
+    double el = now() - t0;
+    printf("| %-40s | %5s | %9.1f |%s\n", "embedded eng_ingest_paths (percept ingest)", "-", pr.added / el,
+           rc || pr.failed ? " ERR" : "");
+    eng_close(db);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) {}
+    int conns[] = {1, 4};
+    for (int ci = 0; ci < 2; ci++) {
+        char d2[] = "/tmp/bench_server_ing_XXXXXX";
+        if (!mkdtemp(d2) || !(db = open_db(d2, model, vocab, (size_t)1 << 30))) return;
+        net_server_opts so;
+        net_server_opts_default(&so);
+        static const char *const lis[] = {"127.0.0.1:0"};
+        so.listen = lis; so.n_listen = 1;
+        net_server *srv = NULL;
+        if (net_server_new(db, &so, &srv)) { fprintf(stderr, "server: %s\n", perr_msg()); return; }
+        pthread_t th;
+        pthread_create(&th, NULL, serve_thread, srv);
+        char addr[64];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", net_server_port(srv, 0));
+        ing g[4];
+        pthread_t gt[4];
+        t0 = now();
+        for (int i = 0; i < conns[ci]; i++) {
+            g[i] = (ing){addr, &ps, i, conns[ci], 0, 0};
+            pthread_create(&gt[i], NULL, ingest_runner, &g[i]);
+        }
+        long done = 0;
+        int err = 0;
+        for (int i = 0; i < conns[ci]; i++) { pthread_join(gt[i], NULL); done += g[i].n; err |= g[i].err; }
+        el = now() - t0;
+        printf("| %-40s | %5d | %9.1f |%s\n", "server INGEST (bytes uploaded)", conns[ci], done / el, err ? " ERR" : "");
+        net_server_stop(srv);
+        pthread_join(th, NULL);
+        net_server_free(srv);
+        eng_close(db);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", d2);
+        if (system(cmd)) {}
+    }
+    photos_free(&ps);
+}
+
 static void *serve_thread(void *srv) {
     net_server_run(srv);
     return NULL;
@@ -125,14 +271,17 @@ int main(int argc, char **argv) {
     if (argc > 1) { n_sizes = 0; for (int i = 1; i < argc && n_sizes < 8; i++) sizes[n_sizes++] = atol(argv[i]); }
     char host[256] = "";
     gethostname(host, sizeof host);
-    printf("bench_server: host %s, %ld cores, %.1f s per cell, model tiny-a, k=10, Flat\n", host, sysconf(_SC_NPROCESSORS_ONLN), seconds);
+    printf("bench_server: host %s, %ld cores, %.1f s per cell, %s, k=10, Flat\n", host, sysconf(_SC_NPROCESSORS_ONLN), seconds,
+           getenv("BENCH_DIM") ? "vectors only (BENCH_DIM)" : "model tiny-a");
     for (int si = 0; si < n_sizes; si++) {
         char dir[] = "/tmp/bench_server_XXXXXX";
         if (!mkdtemp(dir)) return 1;
         eng_open_opts o;
         eng_open_opts_default(&o);
         o.model_path = model; o.vocab_path = vocab; o.create = 1; o.n_encoders = 2;
-        o.map_size = (size_t)sizes[si] * 4096 * 2 + ((size_t)1 << 30);
+        int vdim = getenv("BENCH_DIM") ? atoi(getenv("BENCH_DIM")) : 0;
+        if (vdim > 0) { o.model_path = NULL; o.vocab_path = NULL; o.vector_dim = vdim; } /* vectors only: no text rows */
+        o.map_size = (size_t)sizes[si] * (4096 + 4 * (size_t)(vdim > 0 ? vdim : 512)) * 2 + ((size_t)1 << 30);
         eng_db *db = NULL;
         if (eng_open(dir, &o, &db)) { fprintf(stderr, "open: %s\n", perr_msg()); return 1; }
         dim = eng_dim(db);
@@ -166,20 +315,38 @@ int main(int argc, char **argv) {
         FILE *saved = stdout;
         stdout = fopen("/dev/null", "w");
         cell("warm-up", NULL, db, 1, 0, NULL);
-        cell("warm-up", NULL, db, 1, 1, NULL);
+        if (vdim <= 0) cell("warm-up", NULL, db, 1, 1, NULL);
         fclose(stdout);
         stdout = saved;
         seconds = s0;
+        double b64 = 0;
+        uint64_t nb0, nq0, nb1, nq1;
         cell("in-process eng_search_vector", NULL, db, 1, 0, &base);
+        cell_b("in-process eng_search_vectors x64", NULL, db, 1, 0, 64, &b64);
         cell("server SEARCH vector", addr, NULL, 1, 0, NULL);
         cell("server SEARCH vector", addr, NULL, 8, 0, &q8);
-        cell("server SEARCH vector", addr, NULL, 64, 0, &q64);
+        batch_counters(addr, &nb0, &nq0);
+        cell("server SEARCH vector (coalesced)", addr, NULL, 64, 0, &q64);
+        batch_counters(addr, &nb1, &nq1);
         long rss_load = rss_kb();
-        cell("in-process eng_search_text", NULL, db, 1, 1, NULL);
-        cell("server SEARCH text", addr, NULL, 8, 1, NULL);
-        printf("8 conns / in-process batch-1: %.0f %% (target >= 90 %%); 64 conns: %.0f %% (no coalescing yet)\n",
-               base > 0 ? 100 * q8 / base : 0, base > 0 ? 100 * q64 / base : 0);
+        if (vdim <= 0) {
+            cell("in-process eng_search_text", NULL, db, 1, 1, NULL);
+            cell("server SEARCH text", addr, NULL, 8, 1, NULL);
+        }
+        printf("in-process: batch-1 %.0f QPS, batch-64 %.0f QPS (%.1fx); server 8 conns: %.0f %% of batch-1 (target >= 90 %%); "
+               "64 conns coalesced: %.0f %% of batch-1 (%.1f searches per batch)\n",
+               base, b64, base > 0 ? b64 / base : 0, base > 0 ? 100 * q8 / base : 0, base > 0 ? 100 * q64 / base : 0,
+               nb1 > nb0 ? (double)(nq1 - nq0) / (double)(nb1 - nb0) : 0);
         printf("RSS under load %ld MiB\n", rss_load / 1024);
+        net_server_stop(srv);
+        pthread_join(th, NULL);
+        net_server_free(srv);
+        /* the same 64 connections without coalescing */
+        so.batch_max = 1;
+        if (net_server_new(db, &so, &srv)) { fprintf(stderr, "server: %s\n", perr_msg()); return 1; }
+        pthread_create(&th, NULL, serve_thread, srv);
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", net_server_port(srv, 0));
+        cell("server SEARCH vector (batch-max 1)", addr, NULL, 64, 0, NULL);
         net_server_stop(srv);
         pthread_join(th, NULL);
         net_server_free(srv);
@@ -189,5 +356,6 @@ int main(int argc, char **argv) {
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
         if (system(cmd)) {}
     }
+    bench_ingest(model, vocab);
     return 0;
 }
