@@ -11,6 +11,7 @@ PID=""
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$TMP"; }
 trap cleanup EXIT
 "$PERCEPT_EXE" ingest --db "$TMP/db" "$FIX/tiny-a/images" > /dev/null
+cp -r "$TMP/db" "$TMP/db2"   # the same database for the --db side of mutations
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 "$PERCEPT_EXE" serve --db "$TMP/db" --listen "127.0.0.1:$PORT" 2> "$TMP/serve.log" &
 PID=$!
@@ -39,5 +40,33 @@ done
 compare get "$ID"
 compare get --vector "$ID"
 compare get 999999
+# Mutations: --db on the copy, --server on the served database; same
+# output, then the same items.
+mutate() {
+  local a b
+  a="$("$PERCEPT_EXE" "$1" --db "$TMP/db2" "${@:2}" 2>&1; echo "exit $?")" || true
+  a="${a//$TMP\/db2/$TMP/db}"   # messages name the database directory
+  b="$("$PERCEPT_EXE" "$1" --server "127.0.0.1:$PORT" "${@:2}" 2>&1; echo "exit $?")" || true
+  if [ "$a" == "$b" ]; then pass=$((pass+1)); else
+    fail=$((fail+1)); echo "DIFFERENT for $*"; diff <(echo "$a") <(echo "$b") | head -10; fi
+}
+IDS="$("$PERCEPT_EXE" search --db "$TMP/db" --text "x" -k 3 --json | python3 -c 'import json,sys; print(" ".join(str(h["id"]) for h in json.load(sys.stdin)["results"]))')"
+mutate label add flagged $IDS
+mutate label rm flagged ${IDS%% *}
+mutate label add flagged 999999            # unknown id: the same error
+for i in $IDS; do
+  a="$("$PERCEPT_EXE" get --db "$TMP/db2" "$i" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["labels"])')"
+  b="$("$PERCEPT_EXE" get --server "127.0.0.1:$PORT" "$i" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["labels"])')"
+  if [ "$a" == "$b" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "labels differ for $i: $a / $b"; fi
+done
+mutate rm ${IDS%% *}
+mutate rm --json ${IDS##* }
+# Unknown id: the same error and exit status; embedded also prints
+# "removed 0", the server's error answer carries no count (not compared).
+a="$("$PERCEPT_EXE" rm --db "$TMP/db2" 999999 2>&1 | grep -v '^removed'; echo "exit ${PIPESTATUS[0]}")" || true
+b="$("$PERCEPT_EXE" rm --server "127.0.0.1:$PORT" 999999 2>&1; echo "exit $?")" || true
+a="${a//$TMP\/db2/$TMP/db}"
+if [ "$a" == "$b" ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "rm 999999 differs: $a / $b"; fi
+compare stats --json
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
