@@ -137,7 +137,7 @@ static int cmd_embed(int argc, char **argv) {
     pe_model *m = NULL;
     pe_tokenizer *tok = NULL;
     pe_ctx *ctx = NULL;
-    float *pix = NULL, *vec = NULL;
+    float *pix = NULL, *vec = NULL, *bout = NULL;
     int32_t *ids = NULL;
     int status = CLI_OK, rc;
     if ((rc = cli_find_model(model_flag, &model_path))) { status = cli_fail("embed", rc); goto done; }
@@ -181,9 +181,8 @@ static int cmd_embed(int argc, char **argv) {
      * input order. */
     int order_img[EMBED_BATCH], order_txt[EMBED_BATCH];
     int nb_img = 0, nb_txt = 0, ii = 0, it = 0;
-    float batch_out[EMBED_BATCH * 4096];
-    float *bout = D <= 4096 ? batch_out : NULL;
-    if (!bout) { status = cli_fail("embed", perr_set(PERR_UNSUPPORTED, "output dim %d", D)); goto done; }
+    bout = malloc((size_t)EMBED_BATCH * D * sizeof(float));
+    if (!bout) { status = cli_fail("embed", perr_set(PERR_NOMEM, "output batch")); goto done; }
     for (int i = 0; i <= n_in; i++) {
         int last = i == n_in;
         if (!last) {
@@ -226,6 +225,7 @@ done:
     free(pix);
     free(ids);
     free(vec);
+    free(bout);
     free(in);
     return status;
 }
