@@ -16,6 +16,7 @@
  *
  * usage: bench_encoder [--models T16,B16,...] [--reps N] [--threads 1,2]
  *                      [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep]
+ *                      [--blas-threads N]   (experiment: OpenBLAS threads inside the passes)
  */
 #define _GNU_SOURCE
 #include "common/perr.h"
@@ -293,7 +294,7 @@ static int parse_list(const char *s, int *out, int max) {
 
 int main(int argc, char **argv) {
     const char *models = "T16,B16", *towers = "vision,text", *tmp = getenv("TMPDIR");
-    int reps = 5, keep = 0, threads[8] = {1, 2}, nthr = 2, batches[8] = {1, 8}, nbat = 2;
+    int reps = 5, keep = 0, blas_threads = 0, threads[8] = {1, 2}, nthr = 2, batches[8] = {1, 8}, nbat = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
@@ -302,8 +303,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tmp") && i + 1 < argc) tmp = argv[++i];
         else if (!strcmp(argv[i], "--towers") && i + 1 < argc) towers = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
+        else if (!strcmp(argv[i], "--blas-threads") && i + 1 < argc) blas_threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--models T16,B16,...] [--reps N] [--threads 1,2] [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--models T16,B16,...] [--reps N] [--threads 1,2] [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep] [--blas-threads N]\n", argv[0]);
             return 2;
         }
     }
@@ -373,6 +375,9 @@ int main(int argc, char **argv) {
                     o.n_threads = nt;
                     pe_ctx *ctx = NULL;
                     if ((rc = pe_ctx_new(m, &o, &ctx))) { fprintf(stderr, "%s\n", perr_msg()); return 1; }
+                    /* experiment: OpenBLAS threads inside the passes instead
+                     * of (or on top of) the context's pool */
+                    if (blas_threads > 0) openblas_set_num_threads(blas_threads);
                     double sum = 0;
                     int n_rep = tower ? reps * 4 : reps; /* text passes are short */
                     double *t = malloc((n_rep + 1) * sizeof(double)), *tc = malloc((n_rep + 1) * sizeof(double));
