@@ -11,6 +11,7 @@
 #include "encoder/pe.h"
 #include "encoder/pe_image.h"
 #include "encoder/pe_tokenizer.h"
+#include "encoder/pe_video.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -22,7 +23,7 @@
 
 #define EMBED_BATCH 8
 
-enum { IN_IMAGE, IN_TEXT, IN_PIXELS };
+enum { IN_IMAGE, IN_TEXT, IN_PIXELS, IN_VIDEO };
 
 typedef struct input {
     int kind;
@@ -32,8 +33,8 @@ typedef struct input {
 static void usage(FILE *f) {
     fprintf(f,
         "usage: percept embed [--model FILE] [--config FILE] [--vocab FILE]\n"
-        "                     (--image PATH | --text STRING | --pixels PATH)...\n"
-        "                     [--no-normalize] [--threads N]\n"
+        "                     (--image PATH | --text STRING | --pixels PATH | --video PATH)...\n"
+        "                     [--frames N] [--no-normalize] [--threads N]\n"
         "\n"
         "Prints one JSON object per input, in order: {\"dim\": D, \"vector\": [...]}.\n"
         "\n"
@@ -43,6 +44,10 @@ static void usage(FILE *f) {
         "  --pixels PATH   a preprocessed image: raw little-endian float32 [3,S,S],\n"
         "                  S = the model's image size, values as the official\n"
         "                  preprocessing gives them ((v/255 - 0.5) / 0.5)\n"
+        "  --video PATH    a video or animated GIF/WebP: the video vector (pe-core.md):\n"
+        "                  --frames N frames (default 8) uniformly over the duration,\n"
+        "                  each preprocessed like an image, embedded, L2-normalized,\n"
+        "                  averaged, L2-normalized (always normalized)\n"
         "  --model FILE    .pt or .safetensors (default: $PERCEPT_MODEL, then the\n"
         "                  installed default model)\n"
         "  --config FILE   configuration JSON for a checkpoint that is not one of\n"
@@ -77,17 +82,42 @@ static int read_pixels(const char *path, int S, const char *model_name, float *o
 }
 
 static const char *kind_flag(int kind) {
-    return kind == IN_IMAGE ? "--image" : kind == IN_TEXT ? "--text" : "--pixels";
+    return kind == IN_IMAGE ? "--image" : kind == IN_TEXT ? "--text" : kind == IN_VIDEO ? "--video" : "--pixels";
+}
+
+/* Video frames: preprocessed into consecutive [3,S,S] tensors. */
+typedef struct vframes { float *px; int S; } vframes;
+
+static int on_vframe(void *user, int index, double t, const uint8_t *rgb, int w, int h, size_t stride) {
+    (void)t;
+    vframes *v = user;
+    return pe_image_preprocess_rgb(rgb, w, h, stride, v->S, v->px + (size_t)index * 3 * v->S * v->S);
+}
+
+static int read_video(const char *path, int S, int frames, float *out) {
+    pe_video_limits lim;
+    pe_video_limits_default(&lim);
+    pe_video *v = NULL;
+    int rc = pe_video_open(path, &lim, &v);
+    if (rc) return rc;
+    double *times = malloc(sizeof(double) * (size_t)frames);
+    if (!times) rc = perr_set(PERR_NOMEM, "%s: times", path);
+    if (rc == PERR_OK) rc = pe_video_uniform_times(pe_video_info_get(v), frames, times);
+    vframes vf = {out, S};
+    if (rc == PERR_OK) rc = pe_video_sample(v, times, frames, 0, on_vframe, &vf);
+    free(times);
+    pe_video_close(v);
+    return rc;
 }
 
 static int cmd_embed(int argc, char **argv) {
     const char *model_flag = NULL, *vocab_flag = NULL, *config_flag = NULL;
-    int normalize = 1;
+    int normalize = 1, frames = 8;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
     if (threads > 8) threads = 8;
     input *in = calloc(argc > 0 ? argc : 1, sizeof *in);
-    int n_in = 0, n_text = 0;
+    int n_in = 0, n_text = 0, n_video = 0;
     if (!in) return cli_fail("embed", perr_set(PERR_NOMEM, "arguments"));
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -95,7 +125,7 @@ static int cmd_embed(int argc, char **argv) {
         if (!strcmp(a, "--no-normalize")) { normalize = 0; continue; }
         int takes = !strcmp(a, "--model") || !strcmp(a, "--vocab") || !strcmp(a, "--config") ||
                     !strcmp(a, "--image") || !strcmp(a, "--text") || !strcmp(a, "--pixels") ||
-                    !strcmp(a, "--threads");
+                    !strcmp(a, "--threads") || !strcmp(a, "--video") || !strcmp(a, "--frames");
         if (!takes) {
             fprintf(stderr, "percept embed: unknown argument '%s'\n", a);
             usage(stderr);
@@ -111,7 +141,16 @@ static int cmd_embed(int argc, char **argv) {
         if (!strcmp(a, "--model")) model_flag = v;
         else if (!strcmp(a, "--vocab")) vocab_flag = v;
         else if (!strcmp(a, "--config")) config_flag = v;
-        else if (!strcmp(a, "--threads")) {
+        else if (!strcmp(a, "--frames")) {
+            char *end = NULL;
+            long f = strtol(v, &end, 10);
+            if (!*v || *end || f < 1 || f > 256) {
+                fprintf(stderr, "percept embed: --frames must be an integer in 1..256, got '%s'\n", v);
+                free(in);
+                return CLI_ERROR;
+            }
+            frames = (int)f;
+        } else if (!strcmp(a, "--threads")) {
             char *end = NULL;
             threads = strtol(v, &end, 10);
             if (!*v || *end || threads < 1 || threads > 64) {
@@ -120,14 +159,16 @@ static int cmd_embed(int argc, char **argv) {
                 return CLI_ERROR;
             }
         } else {
-            in[n_in].kind = !strcmp(a, "--image") ? IN_IMAGE : !strcmp(a, "--text") ? IN_TEXT : IN_PIXELS;
+            in[n_in].kind = !strcmp(a, "--image") ? IN_IMAGE : !strcmp(a, "--text") ? IN_TEXT
+                          : !strcmp(a, "--video") ? IN_VIDEO : IN_PIXELS;
             in[n_in].arg = v;
             n_text += in[n_in].kind == IN_TEXT;
+            n_video += in[n_in].kind == IN_VIDEO;
             n_in++;
         }
     }
     if (n_in == 0) {
-        fprintf(stderr, "percept embed: no input (--image, --text or --pixels)\n");
+        fprintf(stderr, "percept embed: no input (--image, --text, --pixels or --video)\n");
         usage(stderr);
         free(in);
         return CLI_ERROR;
@@ -137,7 +178,7 @@ static int cmd_embed(int argc, char **argv) {
     pe_model *m = NULL;
     pe_tokenizer *tok = NULL;
     pe_ctx *ctx = NULL;
-    float *pix = NULL, *vec = NULL, *bout = NULL;
+    float *pix = NULL, *vec = NULL, *bout = NULL, *vpix = NULL, *vemb = NULL;
     int32_t *ids = NULL;
     int status = CLI_OK, rc;
     if ((rc = cli_find_model(model_flag, &model_path))) { status = cli_fail("embed", rc); goto done; }
@@ -156,14 +197,16 @@ static int cmd_embed(int argc, char **argv) {
 
     /* Everything is read first: a bad input fails before any output. */
     size_t per = (size_t)3 * S * S;
-    int n_img = n_in - n_text;
+    int n_img = n_in - n_text - n_video;
+    vpix = malloc((n_video ? (size_t)n_video * frames : 1) * per * sizeof(float));
     pix = malloc((n_img ? n_img : 1) * per * sizeof(float));
     ids = malloc((n_text ? n_text : 1) * (size_t)L * sizeof(int32_t));
     vec = malloc((size_t)n_in * D * sizeof(float));
-    if (!pix || !ids || !vec) { status = cli_fail("embed", perr_set(PERR_NOMEM, "%d inputs", n_in)); goto done; }
-    for (int i = 0, ii = 0, it = 0; i < n_in; i++) {
+    if (!pix || !ids || !vec || !vpix) { status = cli_fail("embed", perr_set(PERR_NOMEM, "%d inputs", n_in)); goto done; }
+    for (int i = 0, ii = 0, it = 0, iv = 0; i < n_in; i++) {
         const input *x = &in[i];
-        if (x->kind == IN_TEXT) rc = pe_tokenize(tok, x->arg, strlen(x->arg), L, ids + (size_t)it++ * L, NULL);
+        if (x->kind == IN_VIDEO) rc = read_video(x->arg, S, frames, vpix + (size_t)iv++ * frames * per);
+        else if (x->kind == IN_TEXT) rc = pe_tokenize(tok, x->arg, strlen(x->arg), L, ids + (size_t)it++ * L, NULL);
         else if (x->kind == IN_IMAGE) rc = pe_image_preprocess_file(x->arg, S, NULL, pix + ii++ * per, NULL);
         else rc = read_pixels(x->arg, S, cfg->name, pix + ii++ * per);
         if (rc) {
@@ -185,6 +228,7 @@ static int cmd_embed(int argc, char **argv) {
     if (!bout) { status = cli_fail("embed", perr_set(PERR_NOMEM, "output batch")); goto done; }
     for (int i = 0; i <= n_in; i++) {
         int last = i == n_in;
+        if (!last && in[i].kind == IN_VIDEO) continue; /* below */
         if (!last) {
             if (in[i].kind == IN_TEXT) order_txt[nb_txt++] = i;
             else order_img[nb_img++] = i;
@@ -208,9 +252,24 @@ static int cmd_embed(int argc, char **argv) {
             nb_txt = 0;
         }
     }
+    /* Videos: frames in batches, then the video vector. */
+    vemb = malloc((size_t)frames * D * sizeof(float));
+    if (!vemb) { status = cli_fail("embed", perr_set(PERR_NOMEM, "video frames")); goto done; }
+    for (int i = 0, iv = 0; i < n_in; i++) {
+        if (in[i].kind != IN_VIDEO) continue;
+        const float *fp = vpix + (size_t)iv++ * frames * per;
+        for (int f = 0; f < frames; f += EMBED_BATCH) {
+            int nb = frames - f < EMBED_BATCH ? frames - f : EMBED_BATCH;
+            if ((rc = pe_encode_pixels(ctx, fp + (size_t)f * per, nb, vemb + (size_t)f * D))) {
+                status = cli_fail("embed", perr_prefix(rc, "input %d (--video)", i + 1));
+                goto done;
+            }
+        }
+        pe_video_vector(vemb, frames, D, vec + (size_t)i * D);
+    }
     for (int i = 0; i < n_in; i++) {
         float *v = vec + (size_t)i * D;
-        if (normalize) pe_l2_normalize(v, D);
+        if (normalize && in[i].kind != IN_VIDEO) pe_l2_normalize(v, D);
         printf("{\"dim\": %d, \"vector\": ", D);
         cli_print_floats(stdout, v, D);
         fputs("}\n", stdout);
@@ -226,8 +285,10 @@ done:
     free(ids);
     free(vec);
     free(bout);
+    free(vpix);
+    free(vemb);
     free(in);
     return status;
 }
 
-CLI_COMMAND(embed, "embed", "print PE_core embeddings of images, texts or pixel tensors (JSON lines)", cmd_embed)
+CLI_COMMAND(embed, "embed", "print PE_core embeddings of images, texts, videos or pixel tensors (JSON lines)", cmd_embed)

@@ -14,8 +14,12 @@
 static const char usage_text[] =
     "usage: percept ingest --db DIR [--collection C] [--label L]... [--meta k=v]...\n"
     "                      [--jobs N] [--model M] [--vocab V] [--set-threshold X]\n"
+    "                      [--frames N] [--segment-seconds S] [--segment-frames N]\n"
     "                      [--json] [--quiet] PATH...\n"
-    "Ingests images (directories recursively; '-' reads paths from stdin).\n"
+    "Ingests images and videos (by content; directories recursively; '-' reads\n"
+    "paths from stdin). A video's vector averages --frames frames (default 8);\n"
+    "its segments of --segment-seconds (default 2; 0: none) get vectors from\n"
+    "--segment-frames frames each (default 2) for `search --segments`.\n"
     "Already stored bytes are skipped (\"already present\"); bad files are\n"
     "reported and skipped. --model is needed only to create the database.\n";
 
@@ -79,6 +83,9 @@ static int cmd_ingest(int argc, char **argv) {
     db_args a = {0};
     eng_ingest_opts o;
     eng_ingest_opts_default(&o);
+    eng_video_opts vo;
+    eng_video_opts_default(&vo);
+    o.video = &vo;
     db_list labels = {0}, paths = {0};
     eng_kv meta[256];
     int n_meta = 0, json = 0, quiet = 0;
@@ -101,6 +108,13 @@ static int cmd_ingest(int argc, char **argv) {
         }
         else if (!strcmp(s, "--jobs") && has) rc = db_parse_int(argv[++i], "--jobs", &o.jobs);
         else if (!strcmp(s, "--batch") && has) rc = db_parse_int(argv[++i], "--batch", &o.batch);
+        else if (!strcmp(s, "--frames") && has) rc = db_parse_int(argv[++i], "--frames", &vo.frames);
+        else if (!strcmp(s, "--segment-frames") && has) rc = db_parse_int(argv[++i], "--segment-frames", &vo.segment_frames);
+        else if (!strcmp(s, "--segment-seconds") && has) {
+            float f = 0;
+            rc = db_parse_float(argv[++i], "--segment-seconds", &f);
+            vo.segment_s = f;
+        }
         else if (!strcmp(s, "--set-threshold") && has) rc = db_parse_float(argv[++i], "--set-threshold", &set_thr);
         else if (s[0] == '-' && s[1]) rc = perr_set(PERR_INVALID, "unknown option %s (or missing value)\n%s", s, usage_text);
         else rc = db_list_push(&paths, s);
@@ -108,6 +122,11 @@ static int cmd_ingest(int argc, char **argv) {
     if (rc == PERR_OK && paths.n == 0) rc = perr_set(PERR_INVALID, "nothing to ingest\n%s", usage_text);
     if (rc == PERR_OK && (o.jobs < 1 || o.jobs > 256)) rc = perr_set(PERR_INVALID, "--jobs %d: between 1 and 256", o.jobs);
     if (rc == PERR_OK && (o.batch < 1 || o.batch > 256)) rc = perr_set(PERR_INVALID, "--batch %d: between 1 and 256", o.batch);
+    if (rc == PERR_OK && (vo.frames < 1 || vo.frames > 256)) rc = perr_set(PERR_INVALID, "--frames %d: between 1 and 256", vo.frames);
+    if (rc == PERR_OK && (vo.segment_frames < 1 || vo.segment_frames > 16))
+        rc = perr_set(PERR_INVALID, "--segment-frames %d: between 1 and 16", vo.segment_frames);
+    if (rc == PERR_OK && !(vo.segment_s == 0 || (vo.segment_s >= 0.1 && vo.segment_s <= 86400)))
+        rc = perr_set(PERR_INVALID, "--segment-seconds %g: 0 (no segments) or 0.1 to 86400", vo.segment_s);
     if (rc) { db_list_free(&labels); db_list_free(&paths); return cli_fail("ingest", rc); }
 
     eng_db *db = NULL;
@@ -149,6 +168,9 @@ static int cmd_ingest(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "failed", (double)p.failed);
         cJSON_AddNumberToObject(j, "elapsed_s", p.elapsed_s);
         cJSON_AddNumberToObject(j, "files_per_s", rate);
+        cJSON_AddNumberToObject(j, "videos", (double)p.videos);
+        cJSON_AddNumberToObject(j, "video_seconds", p.video_s);
+        cJSON_AddNumberToObject(j, "frames", (double)p.frames);
         cJSON_AddItemToObject(j, "failures", ui.failures);
         if (rc) cJSON_AddStringToObject(j, "error", errmsg);
         db_print_json(j);
@@ -164,4 +186,4 @@ static int cmd_ingest(int argc, char **argv) {
     return CLI_OK;
 }
 
-CLI_COMMAND(ingest, "ingest", "add images to a database (directories, '-' for stdin)", cmd_ingest)
+CLI_COMMAND(ingest, "ingest", "add images and videos to a database (directories, '-' for stdin)", cmd_ingest)

@@ -14,8 +14,10 @@
 static const char usage_text[] =
     "usage: percept search --db DIR (--text S | --image F | --id N | --vector F)\n"
     "                      [-k N] [--min-score X] [--collection C]... [--label L]...\n"
-    "                      [--where k=v]... [--include-self] [--json] [--html FILE]\n"
+    "                      [--where k=v]... [--include-self] [--segments] [--json] [--html FILE]\n"
     "       percept search --server HOST:PORT [--token-file F] ... (same options and output)\n"
+    "--image F: any photo or video (decided by content; --video is the same).\n"
+    "--segments: search video segments; each hit is a moment \"video X, 00:41-00:43\".\n"
     "--vector F: a JSON array of floats, or raw little-endian float32 (dim x 4 bytes).\n"
     "--id N: items similar to item N, itself excluded unless --include-self;\n"
     "searches N's own collection unless --collection is given.\n"
@@ -92,7 +94,8 @@ static int cmd_search(int argc, char **argv) {
         else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--include-self")) q.include_self = 1;
         else if (!strcmp(s, "--text") && has) { text = argv[++i]; modes++; }
-        else if (!strcmp(s, "--image") && has) { image = argv[++i]; modes++; }
+        else if ((!strcmp(s, "--image") || !strcmp(s, "--video")) && has) { image = argv[++i]; modes++; }
+        else if (!strcmp(s, "--segments")) q.segments = 1;
         else if (!strcmp(s, "--vector") && has) { vecfile = argv[++i]; modes++; }
         else if (!strcmp(s, "--id") && has) { rc = db_parse_u64(argv[++i], "--id", &id); has_id = 1; modes++; }
         else if ((!strcmp(s, "-k") || !strcmp(s, "--k")) && has) rc = db_parse_int(argv[++i], "-k", &q.k);
@@ -109,6 +112,8 @@ static int cmd_search(int argc, char **argv) {
         rc = perr_set(PERR_INVALID, "give exactly one of --text, --image, --id, --vector\n%s", usage_text);
     if (rc == PERR_OK && (q.k < 1 || q.k > 4096) && !(q.has_min_score && q.k == 0))
         rc = perr_set(PERR_INVALID, "-k %d: between 1 and 4096", q.k);
+    if (rc == PERR_OK && server && q.segments)
+        rc = perr_set(PERR_UNSUPPORTED, "--segments is not in the protocol yet: search segments with --db");
     eng_db *db = NULL;
     pc_client *pc = NULL;
     if (rc == PERR_OK && server) rc = pc_connect_cli(server, token_file, &pc);

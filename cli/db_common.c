@@ -103,6 +103,15 @@ cJSON *db_hit_json(const eng_hit *h) {
         cJSON_AddNumberToObject(o, "start", h->start_s);
         cJSON_AddNumberToObject(o, "end", h->end_s);
     }
+    if (h->width > 0) {
+        cJSON_AddNumberToObject(o, "width", h->width);
+        cJSON_AddNumberToObject(o, "height", h->height);
+    }
+    if (!strcmp(h->media, "video")) {
+        cJSON_AddNumberToObject(o, "duration", h->duration_s);
+        cJSON_AddNumberToObject(o, "fps", h->fps);
+        cJSON_AddStringToObject(o, "codec", h->codec);
+    }
     return o;
 }
 
@@ -125,6 +134,12 @@ cJSON *db_item_json(const eng_item *it, int with_vector) {
     cJSON_AddNumberToObject(o, "width", it->width);
     cJSON_AddNumberToObject(o, "height", it->height);
     cJSON_AddNumberToObject(o, "created_ms", (double)it->created_ms);
+    if (!strcmp(it->media, "video")) {
+        cJSON_AddNumberToObject(o, "duration", it->duration_s);
+        cJSON_AddNumberToObject(o, "fps", it->fps);
+        cJSON_AddStringToObject(o, "codec", it->codec);
+        cJSON_AddNumberToObject(o, "segments", it->n_segments);
+    }
     cJSON *l = cJSON_AddArrayToObject(o, "labels");
     for (int i = 0; i < it->n_labels; i++) cJSON_AddItemToArray(l, cJSON_CreateString(it->labels[i]));
     cJSON *m = cJSON_AddObjectToObject(o, "meta");
@@ -145,7 +160,10 @@ void db_print_json(cJSON *j) {
 void db_print_hit(const eng_hit *h, int rank) {
     printf("%3d  %.6f  %-10s id=%-8llu %s", rank, (double)h->score, h->collection,
            (unsigned long long)h->id, h->uri ? h->uri : "");
-    if (h->start_s >= 0) printf("  [%.2fs-%.2fs]", h->start_s, h->end_s);
+    if (!strcmp(h->media, "video")) printf("  (video %.1fs)", h->duration_s);
+    if (h->start_s >= 0)
+        printf("  [%02d:%05.2f-%02d:%05.2f]", (int)(h->start_s / 60), h->start_s - 60 * (int)(h->start_s / 60),
+               (int)(h->end_s / 60), h->end_s - 60 * (int)(h->end_s / 60));
     for (int i = 0; i < h->n_labels; i++) printf(i ? ",%s" : "  labels=%s", h->labels[i]);
     putchar('\n');
 }

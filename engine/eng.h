@@ -124,6 +124,9 @@ typedef struct eng_item {
     int width, height;          /* source pixels; 0 when unknown */
     int64_t created_ms;         /* time of ingest (ms since the epoch) */
     double duration_s;          /* video only, else 0 */
+    double fps;                 /* video only, else 0 */
+    char codec[32];             /* video only ("h264", "vp9", "gif", ...), else "" */
+    uint32_t n_segments;        /* video only: segment vectors stored */
     char **labels; int n_labels;
     eng_kv *meta; int n_meta;   /* key/value strings owned by the item */
     float *vector; int dim;     /* normalized; NULL unless asked for */
@@ -163,6 +166,10 @@ typedef struct eng_progress {
     int walking;          /* 1 while directories are still being walked */
     double elapsed_s;
     double encode_s;      /* cumulated time inside the encoder */
+    double decode_s;      /* cumulated time decoding+preprocessing video frames */
+    uint64_t videos;      /* videos added */
+    uint64_t frames;      /* video frames decoded and encoded */
+    double video_s;       /* seconds of video added */
 } eng_progress;
 
 /* Called from the writer thread after each committed batch (results of
@@ -170,6 +177,37 @@ typedef struct eng_progress {
  * each file that failed or was already present. Must be quick. */
 typedef void (*eng_result_fn)(void *user, const eng_file_result *r);
 typedef void (*eng_progress_fn)(void *user, const eng_progress *p);
+
+/* Video ingest (docs/video.md "Ingest"). A video (any container/codec
+ * pe_video accepts, animated GIF/WebP included; decided by content) is one
+ * item whose vector is the video vector of pe-core.md: `frames` frames
+ * uniformly over the duration, each embedded, L2-normalized, averaged,
+ * L2-normalized. Its segments ([i*segment_s, (i+1)*segment_s), the last one
+ * shorter) get vectors from `segment_frames` frames each, kept in the
+ * collection's segment index (eng_query.segments). Work per video is bounded
+ * by the limits: over one, the video fails whole (nothing stored). */
+typedef struct eng_video_opts {
+    int frames;                 /* video vector frames (default 8; 1..256) */
+    double segment_s;           /* segment window, seconds (default 2; 0: no segments) */
+    int segment_frames;         /* frames per segment (default 2; 1..16) */
+    int max_frames_decoded;     /* per video, seeks included (default 100000) */
+    double max_duration;        /* seconds of delivered video (default 4 h) */
+    double max_seconds;         /* wall-clock decoding budget per video (default 900) */
+    int max_side;               /* frames scaled so the longest side is at most
+                                   this before preprocessing (default 0: full size,
+                                   the same preprocessing as an image file) */
+} eng_video_opts;
+
+void eng_video_opts_default(eng_video_opts *o);
+
+/* What a video is, as ingest measured it. */
+typedef struct eng_video_meta {
+    double duration_s, fps;
+    int width, height;          /* displayed size */
+    char codec[32], container[32];
+    int n_frames;               /* frames encoded (video vector + segments) */
+    int n_segments;
+} eng_video_meta;
 
 typedef struct eng_ingest_opts {
     const char *collection;     /* NULL: "default" (created on demand) */
@@ -181,6 +219,7 @@ typedef struct eng_ingest_opts {
     int recursive;              /* walk directories (default 1) */
     eng_result_fn on_result; eng_progress_fn on_progress; void *user;
     volatile int *cancel;       /* set to non-zero to stop early (may be NULL) */
+    const eng_video_opts *video; /* NULL: eng_video_opts_default */
 } eng_ingest_opts;
 
 void eng_ingest_opts_default(eng_ingest_opts *o);
@@ -213,6 +252,11 @@ typedef struct eng_query {
     const char *const *labels; int n_labels;   /* item must have all (AND) */
     const eng_kv *where; int n_where;          /* metadata exact match (AND) */
     int include_self;           /* eng_search_id: keep the query item (default 0) */
+    /* Search the collections' video segment indexes instead of their items:
+     * each hit is one segment (start_s/end_s set; id = the video's item id),
+     * several segments of one video may be returned. Filters apply to the
+     * video item. */
+    int segments;
 } eng_query;
 
 void eng_query_default(eng_query *q);
@@ -224,7 +268,15 @@ typedef struct eng_hit {
     char *uri;
     char media[16];
     char **labels; int n_labels;
-    double start_s, end_s;      /* video segment times; -1 when not a segment */
+    /* Video segment times: with eng_query.segments the matching stored
+     * segment; in moderation of a video, the segment of the *query* video
+     * that matched this hit best. -1 otherwise. */
+    double start_s, end_s;
+    /* The item's media metadata (video: duration, fps, codec; images:
+     * width/height only). */
+    int width, height;
+    double duration_s, fps;
+    char codec[32];
 } eng_hit;
 
 typedef struct eng_results {
@@ -259,6 +311,16 @@ int eng_encode_text(eng_db *db, const char *text, float *out);
 int eng_encode_image_file(eng_db *db, const char *path, float *out);
 int eng_encode_image_buffer(eng_db *db, const void *data, size_t len, float *out);
 int eng_dim(eng_db *db);
+/* Any media file or buffer, kind decided by content: an image's vector or a
+ * video's video vector (vopts NULL: defaults; only frames and the limits
+ * apply). meta (may be NULL) is filled for videos and zeroed for images;
+ * *is_video (may be NULL) says which. eng_encode_image_* and every query,
+ * classification and moderation by file/buffer accept videos this way. */
+int eng_encode_media_file(eng_db *db, const char *path, const eng_video_opts *vopts,
+                          float *out, eng_video_meta *meta, int *is_video);
+int eng_encode_media_buffer(eng_db *db, const void *data, size_t len, const char *label,
+                            const eng_video_opts *vopts, float *out, eng_video_meta *meta,
+                            int *is_video);
 
 /* ---- zero-shot classification ----------------------------------------- */
 
@@ -279,6 +341,11 @@ typedef struct eng_mod_result {
     int n_sets;
 } eng_mod_result;
 
+/* A video upload (eng_moderate_file/_buffer on video content) is checked by
+ * its video vector and by each of its segment vectors: a set matches when
+ * any of them reaches the threshold, and each nearest hit carries in
+ * start_s/end_s the query segment that scored best (-1 when the whole-video
+ * vector did). */
 /* sets: "collection" or "collection:label". threshold NAN: each set's stored
  * threshold (PERR_INVALID when a set has none). k: nearest matches kept
  * per set (default 5 when <= 0). */

@@ -251,6 +251,12 @@ int eng_encode_text(eng_db *db, const char *text, float *out) {
 static int encode_image(eng_db *db, const char *path, const void *buf, size_t len, float *out) {
     int rc = eng_model_ready(db);
     if (rc) return rc;
+    /* Videos (by content) give their video vector (eng_video.c). */
+    int is_video = 0;
+    if (path && eng_is_video_file(path, &is_video) != PERR_OK) { perr_clear(); is_video = 0; }
+    if (path ? is_video : eng_is_video_bytes(buf, len))
+        return path ? eng_encode_media_file(db, path, NULL, out, NULL, NULL)
+                    : eng_encode_media_buffer(db, buf, len, "upload", NULL, out, NULL, NULL);
     size_t np = (size_t)3 * db->image_size * db->image_size;
     float *px = malloc(np * sizeof(float));
     if (!px) return perr_set(PERR_NOMEM, "pixels");
@@ -361,7 +367,9 @@ static int save_index(eng_db *db, eng_coll *c) {
     if (db->read_only || !c->unsaved) return PERR_OK;
     char path[PATH_MAX];
     index_path(db, c->id, path, sizeof path);
-    int rc = idx_save(c->ix, path, c->index_seq);
+    int rc = eng_seg_save(db, c); /* before the log is trimmed below */
+    if (rc) return rc;
+    rc = idx_save(c->ix, path, c->index_seq);
     if (rc) return perr_prefix(rc, "collection %s: saving %s", c->name, path);
     c->saved_seq = c->index_seq;
     c->unsaved = 0;
@@ -411,7 +419,7 @@ static int load_collection(eng_db *db, const st_collection *sc, st_txn *txn, eng
         rc = rebuild_index(db, c, txn, sc->seq);
         if (rc) return rc;
     }
-    return PERR_OK;
+    return eng_seg_load(db, sc, txn, c);
 }
 
 static int colls_push(eng_db *db, const eng_coll *c) {
@@ -437,7 +445,7 @@ static int load_collections(eng_db *db) {
         eng_coll c;
         rc = load_collection(db, &cs[i], txn, &c);
         if (rc == PERR_OK) rc = colls_push(db, &c);
-        else idx_free(c.ix);
+        else { idx_free(c.ix); idx_free(c.seg_ix); }
     }
     st_txn_abort(txn);
     free(cs);
@@ -455,6 +463,8 @@ static int coll_create_locked(eng_db *db, const char *name, const char *factory)
     /* Validate the factory before storing it. */
     int rc = idx_create(factory, db->dim, NULL, &c.ix);
     if (rc) return perr_prefix(rc, "collection %s: index \"%s\"", name, factory);
+    rc = idx_create("Flat", db->dim, NULL, &c.seg_ix);
+    if (rc) { idx_free(c.ix); return perr_prefix(rc, "collection %s: segment index", name); }
     st_txn *w;
     rc = st_txn_begin(db->st, 1, &w);
     if (rc == PERR_OK) {
@@ -467,7 +477,7 @@ static int coll_create_locked(eng_db *db, const char *name, const char *factory)
         rc = colls_push(db, &c);
         pthread_rwlock_unlock(&db->coll_lock);
     }
-    if (rc) { idx_free(c.ix); return perr_prefix(rc, "creating collection %s", name); }
+    if (rc) { idx_free(c.ix); idx_free(c.seg_ix); return perr_prefix(rc, "creating collection %s", name); }
     return PERR_OK;
 }
 
@@ -515,7 +525,10 @@ int eng_collection_drop(eng_db *db, const char *name) {
     char path[PATH_MAX];
     index_path(db, c->id, path, sizeof path);
     unlink(path);
+    eng_seg_path(db, c->id, path, sizeof path);
+    unlink(path);
     idx_free(c->ix);
+    idx_free(c->seg_ix);
     int i = (int)(c - db->colls);
     memmove(&db->colls[i], &db->colls[i + 1], sizeof *c * (size_t)(db->n_colls - i - 1));
     db->n_colls--;
@@ -802,7 +815,7 @@ int eng_close(eng_db *db) {
     if (!db) return PERR_OK;
     int rc = PERR_OK;
     if (db->st) rc = eng_checkpoint(db);
-    for (int i = 0; i < db->n_colls; i++) idx_free(db->colls[i].ix);
+    for (int i = 0; i < db->n_colls; i++) { idx_free(db->colls[i].ix); idx_free(db->colls[i].seg_ix); }
     free(db->colls);
     for (int i = 0; i < db->pool.n; i++) pe_ctx_free(db->pool.free_ctx[i]);
     free(db->pool.free_ctx);
@@ -874,6 +887,9 @@ int eng_fill_item(eng_db *db, const st_item *si, eng_item *it) {
     it->height = si->height;
     it->created_ms = si->created_ms;
     it->duration_s = si->duration_s;
+    it->fps = si->fps;
+    snprintf(it->codec, sizeof it->codec, "%s", si->codec ? si->codec : "");
+    it->n_segments = si->n_segments;
     it->labels = calloc(si->n_labels + 1, sizeof(char *));
     it->meta = calloc(si->n_meta + 1, sizeof(eng_kv));
     if (!it->uri || !it->labels || !it->meta) return perr_set(PERR_NOMEM, "item");
@@ -946,14 +962,16 @@ int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed) {
     uint32_t *colls = calloc((size_t)n + 1, sizeof *colls);
     uint64_t *seqs = calloc((size_t)n + 1, sizeof *seqs);
     int *gone = calloc((size_t)n + 1, sizeof *gone);
+    uint32_t *nseg = calloc((size_t)n + 1, sizeof *nseg);
     uint64_t missing = 0;
-    if (!colls || !seqs || !gone) rc = perr_set(PERR_NOMEM, "remove");
+    if (!colls || !seqs || !gone || !nseg) rc = perr_set(PERR_NOMEM, "remove");
     for (int i = 0; rc == PERR_OK && i < n; i++) {
         st_item *si = NULL;
         int r = st_item_get(w, ids[i], &si);
         if (r == PERR_NOT_FOUND) { if (!missing) missing = ids[i] ? ids[i] : UINT64_MAX; perr_clear(); continue; }
         if (r) { rc = r; break; }
         colls[i] = si->coll;
+        nseg[i] = si->n_segments;
         st_item_free(si);
         rc = st_item_delete(w, ids[i], &seqs[i]);
         if (rc == PERR_OK) gone[i] = 1;
@@ -968,6 +986,7 @@ int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed) {
             if (!c) continue;
             int64_t id = (int64_t)ids[i];
             int r = idx_remove(c->ix, &id, 1, NULL);
+            if (r == PERR_OK) r = eng_seg_removed(db, c, ids[i], nseg[i]);
             if (r && rc == PERR_OK) rc = r;
             if (seqs[i] > c->index_seq) c->index_seq = seqs[i];
             c->unsaved++;
@@ -976,7 +995,7 @@ int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed) {
         pthread_rwlock_unlock(&db->coll_lock);
     }
     pthread_mutex_unlock(&db->write_mu);
-    free(colls); free(seqs); free(gone);
+    free(colls); free(seqs); free(gone); free(nseg);
     if (rc == PERR_OK && missing)
         rc = perr_set(PERR_NOT_FOUND, "no item %llu in %s", (unsigned long long)missing, db->dir);
     return rc;
@@ -1022,6 +1041,8 @@ int eng_get_stats(eng_db *db, eng_stats *out) {
         char p[PATH_MAX];
         struct stat sb;
         index_path(db, db->colls[i].id, p, sizeof p);
+        if (stat(p, &sb) == 0) out->index_bytes += (uint64_t)sb.st_size;
+        eng_seg_path(db, db->colls[i].id, p, sizeof p);
         if (stat(p, &sb) == 0) out->index_bytes += (uint64_t)sb.st_size;
     }
     pthread_rwlock_unlock(&db->coll_lock);

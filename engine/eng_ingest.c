@@ -136,6 +136,18 @@ typedef struct job {
     char *reason;
     uint64_t id;
     int pending;            /* 1: to be stored; 0: result already known */
+    /* videos (eng_video.c): the decoder sends each frame to the encoder as
+     * a frame job (parent set); the last of decoder and encoder to finish
+     * with the video (outstanding reaches 0) computes its vectors and sends
+     * it to the writer whole, or failed. */
+    eng_vplan *vp;
+    float *frame_emb;       /* n_times x dim raw frame embeddings */
+    float *seg_vecs;        /* n_segs x dim, normalized */
+    atomic_int outstanding; /* frame jobs in flight + 1 for the decoder */
+    atomic_int vfailed;     /* first failure wins and writes the reason */
+    struct job *parent;     /* frame job: its video */
+    int frame;              /* frame job: index in the plan's times */
+    eng_video_meta vmeta;
 } job;
 
 static void job_free(job *j) {
@@ -144,6 +156,9 @@ static void job_free(job *j) {
     free(j->pixels);
     free(j->vec);
     free(j->reason);
+    eng_vplan_free(j->vp);
+    free(j->frame_emb);
+    free(j->seg_vecs);
     free(j);
 }
 
@@ -165,7 +180,7 @@ typedef struct run {
     int fatal;              /* the writer's fatal error code */
     char fatal_msg[1024];
     double t0;
-    atomic_ullong encode_us;
+    atomic_ullong encode_us, decode_us, frames;
     eng_progress prog;
     double last_prog;
 } run;
@@ -227,7 +242,7 @@ static int hash_present(eng_db *db, uint32_t coll, const uint8_t hash[32], uint6
 /* Reads, hashes, dedupes, sniffs and preprocesses one file (or buffer when
  * data != NULL). On return j is pending (pixels set) or has its result. */
 static void prepare(eng_db *db, uint32_t coll, job *j, const uint8_t *data, size_t len,
-                    atomic_ullong *bytes) {
+                    atomic_ullong *bytes, const eng_video_opts *vo) {
     uint8_t *own = NULL;
     int rc;
     if (!data) {
@@ -244,9 +259,12 @@ static void prepare(eng_db *db, uint32_t coll, job *j, const uint8_t *data, size
     if (rc == 1) { j->outcome = ENG_PRESENT; j->id = id; j->pending = 0; goto out; }
     const char *fmt = "unknown";
     pe_media_kind kind = pe_media_sniff_format(data, len, &fmt);
-    if (kind == PE_MEDIA_VIDEO) {
-        perr_set(PERR_UNSUPPORTED, "%s: video (%s) ingest is not available yet", j->path, fmt);
-        job_fail(j, PERR_UNSUPPORTED, perr_msg());
+    if (kind == PE_MEDIA_VIDEO || kind == PE_MEDIA_ANIMATION) {
+        /* The plan reads the bytes in place: it takes our copy of a file. */
+        rc = eng_vplan_open(db, vo, j->path, own ? own : (void *)data, len, own != NULL, 1, &j->vp);
+        own = NULL;
+        if (rc) { job_fail(j, rc, perr_msg()); goto out; }
+        j->pending = 1;
         goto out;
     }
     if (kind == PE_MEDIA_UNKNOWN) {
@@ -299,7 +317,7 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
         if (!j->pending) continue;
         st_item it;
         memset(&it, 0, sizeof it);
-        it.media = ST_MEDIA_IMAGE;
+        it.media = j->vp ? ST_MEDIA_VIDEO : ST_MEDIA_IMAGE;
         it.uri = j->path;
         memcpy(it.hash, j->hash, 32);
         it.size_bytes = j->size;
@@ -309,8 +327,23 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
         it.n_labels = (size_t)o->n_labels;
         it.meta = meta;
         it.n_meta = (size_t)o->n_meta;
+        st_segment *segs = NULL;
+        int nsegs = 0;
+        if (j->vp) {
+            it.duration_s = j->vmeta.duration_s;
+            it.fps = j->vmeta.fps;
+            it.codec = j->vmeta.codec;
+            nsegs = j->vp->n_segs;
+            segs = calloc((size_t)nsegs + 1, sizeof *segs);
+            if (!segs) { rc = perr_set(PERR_NOMEM, "segments"); break; }
+            for (int s = 0; s < nsegs; s++) {
+                eng_vplan_segment(j->vp, s, &segs[s].start_s, &segs[s].end_s);
+                segs[s].vec = j->seg_vecs + (size_t)s * dim;
+            }
+        }
         uint64_t id = 0, seq = 0;
-        int r = st_item_add(w, coll, &it, j->vec, NULL, 0, &id, &seq);
+        int r = st_item_add(w, coll, &it, j->vec, segs, (size_t)nsegs, &id, &seq);
+        free(segs);
         if (r == PERR_OK) {
             j->id = id;
             j->outcome = ENG_ADDED;
@@ -332,6 +365,9 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
     else st_txn_abort(w);
     if (rc == PERR_OK && nadd) {
         int r = eng_index_added(db, coll, ids, vecs, (size_t)nadd, last_seq);
+        for (int i = 0; r == PERR_OK && i < n; i++)
+            if (jobs[i]->pending && jobs[i]->outcome == ENG_ADDED && jobs[i]->vp)
+                r = eng_seg_added(db, coll, jobs[i]->id, jobs[i]->seg_vecs, jobs[i]->vp->n_segs);
         /* Committed items are safe in LMDB; the index catches up on open. */
         if (r) fprintf(stderr, "percept: index update failed (%s); it is rebuilt on next open\n", perr_msg());
     }
@@ -357,6 +393,7 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
 
 static void report(run *r, job *j) {
     eng_progress *p = &r->prog;
+    if (j->outcome == ENG_ADDED && j->vp) { p->videos++; p->video_s += j->vmeta.duration_s; }
     if (j->outcome == ENG_ADDED) p->added++;
     else if (j->outcome == ENG_PRESENT) p->present++;
     else p->failed++;
@@ -375,6 +412,8 @@ static void progress(run *r, int force) {
     r->prog.bytes = atomic_load(&r->bytes);
     r->prog.elapsed_s = now - r->t0;
     r->prog.encode_s = atomic_load(&r->encode_us) * 1e-6;
+    r->prog.decode_s = atomic_load(&r->decode_us) * 1e-6;
+    r->prog.frames = atomic_load(&r->frames);
     if (r->o->on_progress) r->o->on_progress(r->o->user, &r->prog);
 }
 
@@ -409,6 +448,96 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
+/* ----------------------------------------------------------------- video */
+
+/* The video and segment vectors from the frame embeddings; metadata. */
+static int video_vectors(eng_db *db, job *j, const float *emb) {
+    j->vec = malloc(sizeof(float) * (size_t)db->dim);
+    j->seg_vecs = malloc(sizeof(float) * (size_t)db->dim * (size_t)(j->vp->n_segs + 1));
+    if (!j->vec || !j->seg_vecs) return perr_set(PERR_NOMEM, "%s: video vectors", j->path);
+    eng_vplan_vectors(db, j->vp, emb, j->vec, j->seg_vecs);
+    eng_vplan_meta(j->vp, &j->vmeta);
+    j->width = j->vmeta.width;
+    j->height = j->vmeta.height;
+    return PERR_OK;
+}
+
+static void video_failed(job *j, int code, const char *msg) {
+    if (atomic_exchange(&j->vfailed, 1)) return;
+    job_fail(j, code, msg);
+}
+
+/* Drops one hold on a video; the last one sends it to the writer. */
+static void video_release(run *r, job *j) {
+    if (atomic_fetch_sub(&j->outstanding, 1) != 1) return;
+    if (!atomic_load(&j->vfailed)) {
+        int rc = video_vectors(r->db, j, j->frame_emb);
+        if (rc) job_fail(j, rc, perr_msg());
+    }
+    free(j->frame_emb);
+    j->frame_emb = NULL;
+    q_push(&r->q_write, j);
+}
+
+static void video_frame_done(run *r, job *f, int rc, const float *emb) {
+    job *v = f->parent;
+    if (rc == PERR_OK) {
+        memcpy(v->frame_emb + (size_t)f->frame * r->db->dim, emb, sizeof(float) * (size_t)r->db->dim);
+        atomic_fetch_add(&r->frames, 1);
+    } else {
+        char msg[1400];
+        snprintf(msg, sizeof msg, "%s: not stored: %s", v->path,
+                 rc == PERR_CANCELLED ? "the run stopped before it" : perr_msg());
+        video_failed(v, rc, msg);
+    }
+    free(f->pixels);
+    free(f);
+    video_release(r, v);
+}
+
+typedef struct vpush { run *r; job *v; double wait_s; } vpush;
+
+static int video_push_frame(void *user, int index, float *pixels) {
+    vpush *p = user;
+    if (stopping(p->r) || atomic_load(&p->v->vfailed)) { free(pixels); return PERR_CANCELLED; }
+    job *f = calloc(1, sizeof *f);
+    if (!f) { free(pixels); return perr_set(PERR_NOMEM, "frame job"); }
+    f->parent = p->v;
+    f->frame = index;
+    f->pixels = pixels;
+    f->pending = 1;
+    atomic_fetch_add(&p->v->outstanding, 1);
+    double t = eng_now_s();
+    q_push(&p->r->q_enc, f); /* blocks while the encoder is behind: bounded memory */
+    p->wait_s += eng_now_s() - t;
+    return PERR_OK;
+}
+
+/* Decoder side of a video: frames to the encoder as they come. */
+static void video_decode(run *r, job *j) {
+    atomic_init(&j->outstanding, 1);
+    atomic_init(&j->vfailed, 0);
+    j->frame_emb = calloc((size_t)j->vp->n_times * (size_t)r->db->dim, sizeof(float));
+    int rc = j->frame_emb ? PERR_OK : perr_set(PERR_NOMEM, "%s: frame embeddings", j->path);
+    vpush p = {r, j, 0};
+    double t = eng_now_s();
+    if (rc == PERR_OK) rc = eng_vplan_decode(r->db, j->vp, video_push_frame, &p);
+    double dt = eng_now_s() - t - p.wait_s;
+    atomic_fetch_add(&r->decode_us, (unsigned long long)(dt > 0 ? dt * 1e6 : 0));
+    if (rc) {
+        char msg[1400];
+        if (rc == PERR_CANCELLED && atomic_load(&j->vfailed)) msg[0] = 0;
+        else if (rc == PERR_CANCELLED)
+            snprintf(msg, sizeof msg, "%s: not stored: the run stopped before it", j->path);
+        else snprintf(msg, sizeof msg, "%s", perr_msg());
+        video_failed(j, rc, msg);
+    }
+    /* Frees the decoder (its buffers) now; the plan's times stay. */
+    pe_video_close(j->vp->v);
+    j->vp->v = NULL;
+    video_release(r, j);
+}
+
 /* --------------------------------------------------------------- encoder */
 
 typedef struct enc_arg { run *r; pe_ctx *ctx; } enc_arg;
@@ -439,6 +568,7 @@ static void *encoder_main(void *arg) {
             rc = PERR_CANCELLED;
         }
         for (int i = 0; i < n; i++) {
+            if (b[i]->parent) { video_frame_done(r, b[i], rc, out + (size_t)db->dim * i); continue; }
             if (rc == PERR_CANCELLED) perr_set(rc, "%s: not stored: the run stopped before it", b[i]->path);
             free(b[i]->pixels);
             b[i]->pixels = NULL;
@@ -478,8 +608,9 @@ static void *decoder_main(void *arg) {
             q_push(&r->q_write, j);
             continue;
         }
-        prepare(r->db, r->coll, j, NULL, 0, &r->bytes);
-        q_push(j->pending ? &r->q_enc : &r->q_write, j);
+        prepare(r->db, r->coll, j, NULL, 0, &r->bytes, r->o->video);
+        if (j->vp) video_decode(r, j);
+        else q_push(j->pending ? &r->q_enc : &r->q_write, j);
     }
     q_done(&r->q_enc);
     q_done(&r->q_write);
@@ -629,8 +760,15 @@ int eng_add_buffer(eng_db *db, const void *data, size_t len, const char *uri,
     if (rc) return rc;
     job *j = calloc(1, sizeof *j);
     if (!j || !(j->path = strdup(uri ? uri : ""))) { job_free(j); return perr_set(PERR_NOMEM, "add"); }
-    prepare(db, coll, j, data, len, NULL);
-    if (j->pending) {
+    prepare(db, coll, j, data, len, NULL, o->video);
+    if (j->pending && j->vp) {
+        float *emb = NULL;
+        rc = eng_vplan_encode(db, j->vp, &emb);
+        if (rc == PERR_OK) rc = video_vectors(db, j, emb);
+        free(emb);
+        if (rc) job_fail(j, rc, perr_msg());
+        else rc = commit_jobs(db, coll, &j, 1, o);
+    } else if (j->pending) {
         j->vec = malloc(sizeof(float) * (size_t)db->dim);
         if (!j->vec) rc = perr_set(PERR_NOMEM, "vector");
         else {

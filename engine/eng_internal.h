@@ -5,6 +5,7 @@
 #include "engine/eng.h"
 #include "encoder/pe.h"
 #include "encoder/pe_tokenizer.h"
+#include "encoder/pe_video.h"
 #include "index/idx.h"
 #include "storage/st.h"
 
@@ -18,6 +19,7 @@ typedef struct eng_coll {
     char name[ST_NAME_MAX + 1];
     char factory[ST_FACTORY_MAX + 1];
     idx *ix;
+    idx *seg_ix;            /* video segments (eng_video.c); same index_seq */
     uint64_t index_seq;     /* storage sequence the in-memory index reflects */
     uint64_t saved_seq;     /* sequence covered by the index file on disk */
     uint64_t unsaved;       /* changes applied since the last save */
@@ -80,6 +82,55 @@ int eng_index_added(eng_db *db, uint32_t coll, const uint64_t *ids, const float 
                     size_t n, uint64_t seq);
 int eng_save_threshold_file(eng_db *db);
 int eng_fill_item(eng_db *db, const st_item *si, eng_item *out);
+
+/* eng_video.c: video decoding plans, segment indexes. */
+typedef struct eng_vplan {
+    pe_video *v;
+    pe_video_info info;
+    eng_video_opts o;
+    int n_frames;           /* uniform frames of the video vector: times[0..n_frames) */
+    int n_segs, seg_frames; /* then n_segs x seg_frames segment times */
+    int n_times;
+    double *times;
+    void *data;             /* bytes the handle reads (owned; may be NULL) */
+} eng_vplan;
+/* Opens a video from path or from data (ownership of data passes to the
+ * plan when own_data, also on failure) and plans its sample times
+ * (segments: 0 for query vectors). */
+int eng_vplan_open(eng_db *db, const eng_video_opts *o, const char *path, void *data,
+                   size_t len, int own_data, int segments, eng_vplan **out);
+void eng_vplan_free(eng_vplan *p);
+/* Decodes the planned frames in time order, each preprocessed into a
+ * malloc'd 3 x S x S tensor passed to fn (which owns it afterwards). */
+typedef int (*eng_vframe_fn)(void *user, int index, float *pixels);
+int eng_vplan_decode(eng_db *db, eng_vplan *p, eng_vframe_fn fn, void *user);
+/* frame_emb: n_times x dim raw embeddings. vec: dim; seg_vecs: n_segs x dim
+ * (may be NULL); all normalized. */
+void eng_vplan_vectors(eng_db *db, const eng_vplan *p, const float *frame_emb, float *vec,
+                       float *seg_vecs);
+/* Segment i's [start, end). */
+void eng_vplan_segment(const eng_vplan *p, int i, double *start, double *end);
+/* Decodes and encodes a whole plan synchronously with a pooled context
+ * (batches of 8): *frame_emb malloc'd n_times x dim. */
+int eng_vplan_encode(eng_db *db, eng_vplan *p, float **frame_emb);
+void eng_vplan_meta(const eng_vplan *p, eng_video_meta *m);
+void eng_video_resolve_opts(const eng_video_opts *in, eng_video_opts *out);
+
+/* Segment indexes: <dir>/index/<collection id>.seg.faiss, Flat, derived from
+ * storage like the main index and kept at the same index_seq. */
+int eng_seg_load(eng_db *db, const st_collection *sc, st_txn *txn, eng_coll *c);
+int eng_seg_save(eng_db *db, eng_coll *c);   /* caller holds write_mu */
+void eng_seg_path(eng_db *db, uint32_t coll, char *out, size_t cap);
+/* After a commit (caller holds write_mu): segments of one item added /
+ * n_segments of item removed. */
+int eng_seg_added(eng_db *db, uint32_t coll, uint64_t item, const float *vecs, int n);
+int eng_seg_removed(eng_db *db, eng_coll *c, uint64_t item, uint32_t n);
+/* Video moderation (eng_query.c calls it for video content). */
+int eng_moderate_video(eng_db *db, eng_vplan *p, const char *const *sets, int n_sets,
+                       float threshold, int k, eng_mod_result **out);
+/* 1 when the bytes / file hold a video (or animation). */
+int eng_is_video_bytes(const void *data, size_t len);
+int eng_is_video_file(const char *path, int *is_video);
 
 /* eng_sha.c */
 void eng_sha256(const void *data, size_t len, uint8_t out[32]);

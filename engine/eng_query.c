@@ -102,6 +102,32 @@ static int bsearch_u64(const uint64_t *a, size_t n, uint64_t x) {
 
 #define RANGE_MAX ((size_t)1 << 20)
 
+/* Replaces sorted item ids by the sorted ids of their video segments. */
+static int segment_ids(st_txn *txn, uint64_t **ids, size_t *n) {
+    uint64_t *out = NULL;
+    size_t no = 0, cap = 0;
+    for (size_t i = 0; i < *n; i++) {
+        st_item *si = NULL;
+        int rc = st_item_get(txn, (*ids)[i], &si);
+        if (rc == PERR_NOT_FOUND) { perr_clear(); continue; }
+        if (rc) { free(out); return rc; }
+        uint32_t ns = si->n_segments;
+        st_item_free(si);
+        if (no + ns > cap) {
+            size_t nc = (no + ns) * 2 + 16;
+            uint64_t *x = realloc(out, nc * sizeof *x);
+            if (!x) { free(out); return perr_set(PERR_NOMEM, "segment filter"); }
+            out = x;
+            cap = nc;
+        }
+        for (uint32_t s = 0; s < ns; s++) out[no++] = ST_SEG_ID((*ids)[i], s);
+    }
+    free(*ids);
+    *ids = out;
+    *n = no;
+    return PERR_OK;
+}
+
 /* Searches one collection; appends candidates. want: how many to ask for. */
 static int search_coll(eng_db *db, st_txn *txn, eng_coll *c, const float *vec, const eng_query *q,
                        const char *extra_label, int want, cands *out) {
@@ -111,12 +137,21 @@ static int search_coll(eng_db *db, st_txn *txn, eng_coll *c, const float *vec, c
     int rc = allowed_ids(db, txn, c->id, q, extra_label, &allowed, &na, &filtered);
     if (rc) return rc;
     if (filtered && na == 0) { free(allowed); return PERR_OK; }
+    idx *ix = c->ix;
+    if (q->segments) {
+        /* Segment index: the filter's items become their segments' ids. */
+        ix = c->seg_ix;
+        if (filtered) {
+            rc = segment_ids(txn, &allowed, &na);
+            if (rc || na == 0) { free(allowed); return rc; }
+        }
+    }
     if (q->has_min_score) {
         idx_hits h;
         memset(&h, 0, sizeof h);
         /* range search is strict (>); we promise >= min_score */
         float radius = nextafterf(q->min_score, -INFINITY);
-        rc = idx_range_search(c->ix, vec, radius, RANGE_MAX, &h);
+        rc = idx_range_search(ix, vec, radius, RANGE_MAX, &h);
         for (size_t i = 0; rc == PERR_OK && i < h.n; i++) {
             if (h.scores[i] < q->min_score) continue;
             if (filtered && !bsearch_u64(allowed, na, (uint64_t)h.ids[i])) continue;
@@ -124,7 +159,7 @@ static int search_coll(eng_db *db, st_txn *txn, eng_coll *c, const float *vec, c
         }
         idx_hits_clear(&h);
     } else {
-        size_t cnt = idx_count(c->ix);
+        size_t cnt = idx_count(ix);
         int k = want;
         if ((size_t)k > cnt) k = (int)cnt;
         if (filtered && (size_t)k > na) k = (int)na;
@@ -134,8 +169,8 @@ static int search_coll(eng_db *db, st_txn *txn, eng_coll *c, const float *vec, c
             int64_t *ids = malloc(sizeof(int64_t) * (size_t)k);
             if (!sc || !ids) rc = perr_set(PERR_NOMEM, "search");
             else if (filtered) {
-                rc = idx_search_filtered(c->ix, vec, 1, k, (const int64_t *)allowed, na, sc, ids);
-            } else rc = idx_search(c->ix, vec, 1, k, sc, ids);
+                rc = idx_search_filtered(ix, vec, 1, k, (const int64_t *)allowed, na, sc, ids);
+            } else rc = idx_search(ix, vec, 1, k, sc, ids);
             for (int i = 0; rc == PERR_OK && i < k; i++)
                 if (ids[i] >= 0) rc = cands_push(out, ids[i], sc[i], c->id);
             free(sc);
@@ -162,22 +197,48 @@ void eng_results_free(eng_results *r) {
 
 /* Sorts candidates, resolves up to k (0: all) in txn, skipping deleted ones
  * and `skip` (0: none). */
+static int resolve_ex(eng_db *db, st_txn *txn, cands *cs, int k, uint64_t skip, int segments,
+                      eng_results **out);
+
 static int resolve(eng_db *db, st_txn *txn, cands *cs, int k, uint64_t skip, eng_results **out) {
+    return resolve_ex(db, txn, cs, k, skip, 0, out);
+}
+
+/* segments: candidate ids are segment ids (ST_SEG_ID). */
+static int resolve_ex(eng_db *db, st_txn *txn, cands *cs, int k, uint64_t skip, int segments,
+                      eng_results **out) {
     if (cs->n > 1) qsort(cs->v, cs->n, sizeof *cs->v, cand_cmp);
     eng_results *r = calloc(1, sizeof *r);
     size_t cap = k > 0 && (size_t)k < cs->n ? (size_t)k : cs->n;
     if (!r || !(r->hits = calloc(cap + 1, sizeof *r->hits))) { free(r); return perr_set(PERR_NOMEM, "results"); }
     int rc = PERR_OK;
     for (size_t i = 0; i < cs->n && (size_t)r->n < cap; i++) {
-        if (skip && (uint64_t)cs->v[i].id == skip) continue;
+        uint64_t item = segments ? ST_SEG_ITEM((uint64_t)cs->v[i].id) : (uint64_t)cs->v[i].id;
+        if (skip && item == skip) continue;
         st_item *si = NULL;
-        int g = st_item_get(txn, (uint64_t)cs->v[i].id, &si);
+        int g = st_item_get(txn, item, &si);
         if (g == PERR_NOT_FOUND) { perr_clear(); continue; }
         if (g) { rc = g; break; }
         eng_hit *h = &r->hits[r->n];
         h->id = si->id;
         h->score = cs->v[i].score;
         h->start_s = h->end_s = -1;
+        h->width = si->width;
+        h->height = si->height;
+        h->duration_s = si->duration_s;
+        h->fps = si->fps;
+        snprintf(h->codec, sizeof h->codec, "%s", si->codec ? si->codec : "");
+        if (segments) {
+            st_segment *segs = NULL;
+            size_t ns = 0;
+            uint32_t sx = ST_SEG_IDX((uint64_t)cs->v[i].id);
+            if (st_item_segments(txn, item, &segs, &ns) == PERR_OK && sx < ns) {
+                h->start_s = segs[sx].start_s;
+                h->end_s = segs[sx].end_s;
+            }
+            perr_clear();
+            free(segs);
+        }
         eng_coll *c = eng_coll_find_id(db, si->coll);
         snprintf(h->collection, sizeof h->collection, "%s", c ? c->name : "?");
         snprintf(h->media, sizeof h->media, "%s", si->media == ST_MEDIA_VIDEO ? "video" : "image");
@@ -225,7 +286,7 @@ static int search_vec(eng_db *db, const float *vec, const eng_query *q, uint64_t
         if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", names[i], db->dir); break; }
         rc = search_coll(db, txn, c, vec, q, NULL, k + (skip ? 1 : 0), &cs);
     }
-    if (rc == PERR_OK) rc = resolve(db, txn, &cs, k, skip, out);
+    if (rc == PERR_OK) rc = resolve_ex(db, txn, &cs, k, skip, q->segments, out);
     pthread_rwlock_unlock(&db->coll_lock);
     st_txn_abort(txn);
     free(cs.v);
@@ -583,6 +644,15 @@ int eng_moderate_vector(eng_db *db, const float *vector, const char *const *sets
 int eng_moderate_file(eng_db *db, const char *path, const char *const *sets, int n_sets,
                       float threshold, int k, eng_mod_result **out) {
     *out = NULL;
+    int is_video = 0;
+    if (eng_is_video_file(path, &is_video) != PERR_OK) { perr_clear(); is_video = 0; }
+    if (is_video) {
+        eng_vplan *p = NULL;
+        int rc = eng_vplan_open(db, NULL, path, NULL, 0, 0, 1, &p);
+        if (rc == PERR_OK) rc = eng_moderate_video(db, p, sets, n_sets, threshold, k, out);
+        eng_vplan_free(p);
+        return rc;
+    }
     float *v = malloc(sizeof(float) * (size_t)db->dim);
     if (!v) return perr_set(PERR_NOMEM, "moderation");
     int rc = eng_encode_image_file(db, path, v);
@@ -594,6 +664,13 @@ int eng_moderate_file(eng_db *db, const char *path, const char *const *sets, int
 int eng_moderate_buffer(eng_db *db, const void *data, size_t len, const char *const *sets,
                         int n_sets, float threshold, int k, eng_mod_result **out) {
     *out = NULL;
+    if (eng_is_video_bytes(data, len)) {
+        eng_vplan *p = NULL;
+        int rc = eng_vplan_open(db, NULL, "upload", (void *)data, len, 0, 1, &p);
+        if (rc == PERR_OK) rc = eng_moderate_video(db, p, sets, n_sets, threshold, k, out);
+        eng_vplan_free(p);
+        return rc;
+    }
     float *v = malloc(sizeof(float) * (size_t)db->dim);
     if (!v) return perr_set(PERR_NOMEM, "moderation");
     int rc = eng_encode_image_buffer(db, data, len, v);
