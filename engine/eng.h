@@ -92,6 +92,8 @@ typedef struct eng_collection_info {
     char factory[256];          /* FAISS factory string, e.g. "Flat", "HNSW32" */
     uint64_t n_items;
     uint64_t n_index;           /* vectors in the in-memory index */
+    uint64_t n_segments;        /* video segments stored */
+    uint64_t n_seg_index;       /* segment vectors in the in-memory segment index */
     uint64_t seq;               /* last change sequence in LMDB */
     uint64_t index_seq;         /* sequence covered by the in-memory index */
     float threshold;            /* moderation default threshold; NAN when unset */

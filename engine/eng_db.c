@@ -551,6 +551,8 @@ static void fill_coll_info(eng_db *db, eng_coll *c, const st_collection *sc, eng
     o->n_items = sc ? sc->n_items : 0;
     o->seq = sc ? sc->seq : 0;
     o->n_index = idx_count(c->ix);
+    o->n_segments = sc ? sc->n_segments : 0;
+    o->n_seg_index = c->seg_ix ? idx_count(c->seg_ix) : 0;
     o->index_seq = c->index_seq;
     o->trained = !idx_needs_training(c->ix);
     o->threshold = threshold_of(db, c->name);

@@ -96,6 +96,12 @@ int eng_vplan_open(eng_db *db, const eng_video_opts *o, const char *path, void *
     else rc = pe_video_open(path, &lim, &p->v);
     if (rc) goto fail;
     p->info = *pe_video_info_get(p->v);
+    if (p->info.truncated) {
+        /* Storing what is there would store a video cut short as if whole. */
+        rc = perr_set(PERR_FORMAT, "%s: truncated video (its index points past the end of the data; %.1f s of frames present)",
+                      path ? path : "video", p->info.duration);
+        goto fail;
+    }
     if (!(p->info.duration > 0)) {
         rc = perr_set(PERR_FORMAT, "%s: zero-length video (no frame time)", path ? path : "video");
         goto fail;
