@@ -170,7 +170,8 @@ typedef struct eng_progress {
     double encode_s;      /* cumulated time inside the encoder */
     double decode_s;      /* cumulated time decoding+preprocessing video frames */
     uint64_t videos;      /* videos added */
-    uint64_t frames;      /* video frames decoded and encoded */
+    uint64_t frames;      /* video frames sampled and encoded */
+    uint64_t frames_decoded; /* video frames the decoders decoded (seeks included) */
     double video_s;       /* seconds of video added */
 } eng_progress;
 

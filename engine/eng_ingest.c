@@ -180,7 +180,7 @@ typedef struct run {
     int fatal;              /* the writer's fatal error code */
     char fatal_msg[1024];
     double t0;
-    atomic_ullong encode_us, decode_us, frames;
+    atomic_ullong encode_us, decode_us, frames, frames_decoded;
     eng_progress prog;
     double last_prog;
 } run;
@@ -414,6 +414,7 @@ static void progress(run *r, int force) {
     r->prog.encode_s = atomic_load(&r->encode_us) * 1e-6;
     r->prog.decode_s = atomic_load(&r->decode_us) * 1e-6;
     r->prog.frames = atomic_load(&r->frames);
+    r->prog.frames_decoded = atomic_load(&r->frames_decoded);
     if (r->o->on_progress) r->o->on_progress(r->o->user, &r->prog);
 }
 
@@ -532,6 +533,7 @@ static void video_decode(run *r, job *j) {
         else snprintf(msg, sizeof msg, "%s", perr_msg());
         video_failed(j, rc, msg);
     }
+    atomic_fetch_add(&r->frames_decoded, (unsigned long long)pe_video_info_get(j->vp->v)->frames_decoded);
     /* Frees the decoder (its buffers) now; the plan's times stay. */
     pe_video_close(j->vp->v);
     j->vp->v = NULL;
