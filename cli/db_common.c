@@ -103,11 +103,10 @@ cJSON *db_hit_json(const eng_hit *h) {
         cJSON_AddNumberToObject(o, "start", h->start_s);
         cJSON_AddNumberToObject(o, "end", h->end_s);
     }
-    if (h->width > 0) {
+    /* Video hits carry their media metadata (image hits keep their shape). */
+    if (!strcmp(h->media, "video")) {
         cJSON_AddNumberToObject(o, "width", h->width);
         cJSON_AddNumberToObject(o, "height", h->height);
-    }
-    if (!strcmp(h->media, "video")) {
         cJSON_AddNumberToObject(o, "duration", h->duration_s);
         cJSON_AddNumberToObject(o, "fps", h->fps);
         cJSON_AddStringToObject(o, "codec", h->codec);
