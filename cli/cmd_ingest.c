@@ -15,13 +15,14 @@ static const char usage_text[] =
     "usage: percept ingest --db DIR [--collection C] [--label L]... [--meta k=v]...\n"
     "                      [--jobs N] [--model M] [--vocab V] [--set-threshold X]\n"
     "                      [--frames N] [--segment-seconds S] [--segment-frames N]\n"
-    "                      [--json] [--quiet] PATH...\n"
+    "                      [--strict] [--json] [--quiet] PATH...\n"
     "Ingests images and videos (by content; directories recursively; '-' reads\n"
     "paths from stdin). A video's vector averages --frames frames (default 8);\n"
     "its segments of --segment-seconds (default 2; 0: none) get vectors from\n"
     "--segment-frames frames each (default 2) for `search --segments`.\n"
     "Already stored bytes are skipped (\"already present\"); bad files are\n"
-    "reported and skipped. --model is needed only to create the database.\n";
+    "reported and skipped (exit 0; with --strict exit 2 when any file failed).\n"
+    "--model is needed only to create the database.\n";
 
 typedef struct ing_ui {
     int tty, quiet, json;
@@ -37,7 +38,11 @@ static void on_result(void *user, const eng_file_result *r) {
     if (r->outcome != ENG_FAILED) return;
     if (!ui->quiet) {
         if (ui->tty) fputs("\r\033[K", stderr);
-        fprintf(stderr, "percept ingest: skipped %s\n", r->reason ? r->reason : r->path);
+        /* every line names the file and the reason (most reasons already
+         * start with the path; the others get it in front) */
+        const char *why = r->reason && *r->reason ? r->reason : perr_str(r->code);
+        if (strstr(why, r->path)) fprintf(stderr, "percept ingest: skipped %s\n", why);
+        else fprintf(stderr, "percept ingest: skipped %s: %s\n", r->path, why);
     }
     if (cJSON_GetArraySize(ui->failures) < 10000) {
         cJSON *f = cJSON_CreateObject();
@@ -88,7 +93,7 @@ static int cmd_ingest(int argc, char **argv) {
     o.video = &vo;
     db_list labels = {0}, paths = {0};
     eng_kv meta[256];
-    int n_meta = 0, json = 0, quiet = 0;
+    int n_meta = 0, json = 0, quiet = 0, strict = 0;
     float set_thr = NAN;
     int rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
@@ -100,6 +105,7 @@ static int cmd_ingest(int argc, char **argv) {
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
         else if (!strcmp(s, "--json")) json = 1;
         else if (!strcmp(s, "--quiet") || !strcmp(s, "-q")) quiet = 1;
+        else if (!strcmp(s, "--strict")) strict = 1;
         else if (!strcmp(s, "--collection") && has) o.collection = argv[++i];
         else if (!strcmp(s, "--label") && has) rc = db_list_push(&labels, argv[++i]);
         else if (!strcmp(s, "--meta") && has) {
@@ -158,10 +164,14 @@ static int cmd_ingest(int argc, char **argv) {
     int crc = eng_close(db);
     if (crc && !rc) { rc = crc; snprintf(errmsg, sizeof errmsg, "%s", perr_msg()); }
     if (ui.tty && !quiet) fputs("\r\033[K", stderr);
+    int strict_failed = rc == PERR_OK && strict && p.failed;
+    if (strict_failed)
+        snprintf(errmsg, sizeof errmsg, "--strict: %llu file%s failed", (unsigned long long)p.failed,
+                 p.failed == 1 ? "" : "s");
     double rate = p.elapsed_s > 0 ? p.done / p.elapsed_s : 0;
     if (json) {
         cJSON *j = cJSON_CreateObject();
-        cJSON_AddBoolToObject(j, "ok", rc == PERR_OK);
+        cJSON_AddBoolToObject(j, "ok", rc == PERR_OK && !strict_failed);
         cJSON_AddNumberToObject(j, "files", (double)p.done);
         cJSON_AddNumberToObject(j, "added", (double)p.added);
         cJSON_AddNumberToObject(j, "present", (double)p.present);
@@ -172,7 +182,7 @@ static int cmd_ingest(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "video_seconds", p.video_s);
         cJSON_AddNumberToObject(j, "frames", (double)p.frames);
         cJSON_AddItemToObject(j, "failures", ui.failures);
-        if (rc) cJSON_AddStringToObject(j, "error", errmsg);
+        if (rc || strict_failed) cJSON_AddStringToObject(j, "error", errmsg);
         db_print_json(j);
     } else {
         cJSON_Delete(ui.failures);
@@ -183,6 +193,7 @@ static int cmd_ingest(int argc, char **argv) {
     db_list_free(&labels);
     db_list_free(&paths);
     if (rc) { fprintf(stderr, "percept ingest: %s\n", errmsg); return CLI_ERROR; }
+    if (strict_failed) { fprintf(stderr, "percept ingest: %s\n", errmsg); return CLI_ERROR; }
     return CLI_OK;
 }
 

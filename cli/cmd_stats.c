@@ -10,6 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Disk bytes LMDB spends on one stored vector (4 KiB pages, LMDB 0.9): a
+ * leaf node is an 8-byte header + 12-byte key + 4 x dim bytes; a node above
+ * (4096 - 16) / 2 bytes goes to its own overflow pages (16-byte header +
+ * value, whole pages). So dim 512 -> 4 KiB, 1024 -> 8 KiB (docs/storage.md). */
+static uint64_t vector_disk_bytes(int dim) {
+    uint64_t value = 4 * (uint64_t)(dim > 0 ? dim : 0), node = 8 + 12 + value;
+    if (node <= (4096 - 16) / 2) return node;
+    return ((16 + value + 4095) / 4096) * 4096;
+}
+
 static int cmd_stats(int argc, char **argv) {
     db_args a = {0};
     int json = 0, rc = PERR_OK;
@@ -46,6 +56,8 @@ static int cmd_stats(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "lmdb_bytes", (double)st.lmdb_bytes);
             cJSON_AddNumberToObject(j, "index_bytes", (double)st.index_bytes);
             cJSON_AddNumberToObject(j, "map_size", (double)st.map_size);
+            cJSON_AddNumberToObject(j, "lmdb_bytes_per_item", st.n_items ? (double)st.lmdb_bytes / st.n_items : 0);
+            cJSON_AddNumberToObject(j, "vector_disk_bytes", (double)vector_disk_bytes(info.dim));
             cJSON *m = cJSON_AddObjectToObject(j, "model");
             cJSON_AddStringToObject(m, "name", info.model_name);
             cJSON_AddStringToObject(m, "path", info.model_path);
@@ -69,6 +81,10 @@ static int cmd_stats(int argc, char **argv) {
             printf("items        %llu\n", (unsigned long long)st.n_items);
             printf("model        %s (%s, fingerprint %s, dim %d)\n", info.model_name, info.model_path, fp, info.dim);
             printf("lmdb         %.1f MiB (map %.1f GiB)\n", st.lmdb_bytes / 1048576.0, st.map_size / 1073741824.0);
+            if (st.n_items)
+                printf("per item     %.1f KiB in LMDB (file size / items; a %d-d vector alone takes %.1f KiB%s)\n",
+                       st.lmdb_bytes / 1024.0 / st.n_items, info.dim, vector_disk_bytes(info.dim) / 1024.0,
+                       vector_disk_bytes(info.dim) >= 4096 ? " of overflow pages" : " inline");
             printf("indexes      %.1f MiB\n", st.index_bytes / 1048576.0);
             for (int i = 0; i < n; i++)
                 printf("collection   %-20s %-14s %llu items\n", ci[i].name, ci[i].factory, (unsigned long long)ci[i].n_items);

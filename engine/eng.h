@@ -98,6 +98,9 @@ typedef struct eng_collection_info {
     uint64_t index_seq;         /* sequence covered by the in-memory index */
     float threshold;            /* moderation default threshold; NAN when unset */
     int trained;
+    /* HNSW: removed vectors still in the graph / graph size. The engine
+     * rebuilds the index from LMDB once this passes 0.2 (0 for other types). */
+    double tombstone_frac;
 } eng_collection_info;
 
 /* factory NULL: ENG_DEFAULT_INDEX. PERR_EXISTS when it exists. */

@@ -38,6 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define ENG_CTX_BATCH 8   /* max batch of the query contexts (make_pool) */
+
 double eng_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -153,7 +155,7 @@ static int make_pool(eng_db *db) {
     if (!p->free_ctx) return perr_set(PERR_NOMEM, "encoder contexts");
     pe_ctx_opts co;
     pe_ctx_opts_default(&co);
-    co.max_batch = 8;
+    co.max_batch = ENG_CTX_BATCH;
     co.n_threads = db->opts.encoder_threads > 0 ? db->opts.encoder_threads : 1;
     for (int i = 0; i < n; i++) {
         int rc = pe_ctx_new(db->model, &co, &p->free_ctx[i]);
@@ -248,6 +250,77 @@ int eng_encode_text(eng_db *db, const char *text, float *out) {
     return rc;
 }
 
+static uint32_t text_hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
+
+int eng_encode_texts(eng_db *db, const char *const *texts, int n, int use_cache, float *out) {
+    int rc = tokenizer_ready(db);
+    if (rc) return rc;
+    size_t dim = (size_t)db->dim, cl = (size_t)db->context_length;
+    eng_text_cache *tc = &db->tcache;
+    int32_t *ids = malloc(sizeof(int32_t) * cl * ENG_CTX_BATCH);
+    int *todo = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1));
+    if (!ids || !todo) { free(ids); free(todo); return perr_set(PERR_NOMEM, "token ids"); }
+    /* cache lookups first: only the misses are encoded */
+    int nt = 0;
+    for (int i = 0; i < n; i++) {
+        int hit = 0;
+        if (use_cache) {
+            uint32_t slot = text_hash(texts[i]) % ENG_TEXT_CACHE;
+            pthread_mutex_lock(&tc->mu);
+            if (tc->text[slot] && !strcmp(tc->text[slot], texts[i])) {
+                memcpy(out + (size_t)i * dim, tc->vec[slot], sizeof(float) * dim);
+                hit = 1;
+                tc->hits++;
+            } else tc->misses++;
+            pthread_mutex_unlock(&tc->mu);
+        }
+        if (!hit) todo[nt++] = i;
+    }
+    for (int b = 0; rc == PERR_OK && b < nt; b += ENG_CTX_BATCH) {
+        int m = nt - b < ENG_CTX_BATCH ? nt - b : ENG_CTX_BATCH;
+        for (int j = 0; rc == PERR_OK && j < m; j++) {
+            const char *t = texts[todo[b + j]];
+            int nb = 0;
+            rc = pe_tokenize(db->tok, t, strlen(t), (int)cl, ids + (size_t)j * cl, &nb);
+            if (rc) perr_prefix(rc, "text \"%.80s\"", t);
+        }
+        if (rc) break;
+        /* the batch's rows are contiguous in a scratch, then scattered */
+        float *tmp = malloc(sizeof(float) * dim * (size_t)m);
+        if (!tmp) { rc = perr_set(PERR_NOMEM, "text vectors"); break; }
+        pe_ctx *c = eng_ctx_get(db);
+        rc = pe_encode_ids(c, ids, m, tmp);
+        eng_ctx_put(db, c);
+        for (int j = 0; rc == PERR_OK && j < m; j++) {
+            float *v = out + (size_t)todo[b + j] * dim;
+            memcpy(v, tmp + (size_t)j * dim, sizeof(float) * dim);
+            pe_l2_normalize(v, (int)dim);
+            if (!use_cache) continue;
+            const char *t = texts[todo[b + j]];
+            uint32_t slot = text_hash(t) % ENG_TEXT_CACHE;
+            char *copy = strdup(t);
+            pthread_mutex_lock(&tc->mu);
+            if (!tc->vec[slot]) tc->vec[slot] = malloc(sizeof(float) * dim);
+            if (copy && tc->vec[slot]) {
+                free(tc->text[slot]);
+                tc->text[slot] = copy;
+                copy = NULL;
+                memcpy(tc->vec[slot], v, sizeof(float) * dim);
+            }
+            pthread_mutex_unlock(&tc->mu);
+            free(copy);
+        }
+        free(tmp);
+    }
+    free(ids);
+    free(todo);
+    return rc;
+}
+
 static int encode_image(eng_db *db, const char *path, const void *buf, size_t len, float *out) {
     int rc = eng_model_ready(db);
     if (rc) return rc;
@@ -318,8 +391,10 @@ static int rebuild_vec(void *ud, uint64_t id, const float *vec, int dim) {
     return 0;
 }
 
-/* Builds a collection's index from every vector in LMDB (one read txn). */
-static int rebuild_index(eng_db *db, eng_coll *c, st_txn *txn, uint64_t seq) {
+/* Builds a fresh index of a collection from every vector in LMDB (one read
+ * txn); c is only read. */
+static int build_index(eng_db *db, const eng_coll *c, st_txn *txn, idx **out) {
+    *out = NULL;
     idx *ix = NULL;
     int rc = idx_create(c->factory, db->dim, NULL, &ix);
     if (rc) return perr_prefix(rc, "collection %s: index \"%s\"", c->name, c->factory);
@@ -332,6 +407,15 @@ static int rebuild_index(eng_db *db, eng_coll *c, st_txn *txn, uint64_t seq) {
     free(r.buf);
     free(r.ids);
     if (rc) { idx_free(ix); return perr_prefix(rc, "collection %s: rebuilding the index", c->name); }
+    *out = ix;
+    return PERR_OK;
+}
+
+/* Rebuilds a collection's index in place (at open: no query runs yet). */
+static int rebuild_index(eng_db *db, eng_coll *c, st_txn *txn, uint64_t seq) {
+    idx *ix = NULL;
+    int rc = build_index(db, c, txn, &ix);
+    if (rc) return rc;
     idx_free(c->ix);
     c->ix = ix;
     c->index_seq = seq;
@@ -383,6 +467,53 @@ static int save_index(eng_db *db, eng_coll *c) {
     return PERR_OK;
 }
 
+/* HNSW cannot remove a vector: it stays in the graph as a tombstone that
+ * every search filters out (index/idx.h). Past this fraction of the graph
+ * the index is rebuilt from LMDB: tombstones cost search time and recall
+ * (the graph routes through dead nodes) and memory. */
+#define ENG_TOMBSTONE_REBUILD 0.2
+
+static int too_many_tombstones(const idx *ix) {
+    idx_stats s;
+    idx_get_stats(ix, &s);
+    return s.tombstones > 0 && s.tombstone_frac > ENG_TOMBSTONE_REBUILD;
+}
+
+/* Rebuilds coll's index from LMDB when its tombstone fraction passed
+ * ENG_TOMBSTONE_REBUILD. Caller holds write_mu (so LMDB cannot move while
+ * we build) and not coll_lock. Queries keep searching the old index while
+ * the new one is built; the swap takes coll_lock exclusively (every query
+ * holds it shared while it touches an index), then the new index is saved
+ * with the sequence it covers. */
+static int compact_if_needed(eng_db *db, uint32_t coll) {
+    pthread_rwlock_rdlock(&db->coll_lock);
+    eng_coll *c = eng_coll_find_id(db, coll);
+    int need = c && too_many_tombstones(c->ix);
+    pthread_rwlock_unlock(&db->coll_lock);
+    if (!need) return PERR_OK;
+    /* c stays valid: creating or dropping a collection takes write_mu */
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    st_collection sc;
+    idx *fresh = NULL;
+    rc = st_coll_get_id(txn, coll, &sc);
+    if (rc == PERR_OK) rc = build_index(db, c, txn, &fresh);
+    st_txn_abort(txn);
+    if (rc) return rc;
+    pthread_rwlock_wrlock(&db->coll_lock);
+    idx *old = c->ix;
+    c->ix = fresh;
+    c->index_seq = sc.seq;
+    c->unsaved++;
+    pthread_rwlock_unlock(&db->coll_lock);
+    idx_free(old);
+    pthread_rwlock_rdlock(&db->coll_lock);
+    rc = save_index(db, c);
+    pthread_rwlock_unlock(&db->coll_lock);
+    return rc;
+}
+
 /* Loads (or rebuilds) one collection's index and catches it up with LMDB. */
 static int load_collection(eng_db *db, const st_collection *sc, st_txn *txn, eng_coll *c) {
     memset(c, 0, sizeof *c);
@@ -409,6 +540,7 @@ static int load_collection(eng_db *db, const st_collection *sc, st_txn *txn, eng
             c->index_seq = sc->seq;
             c->unsaved = r.n;
             if (idx_count(c->ix) != sc->n_items) why = "inconsistent with the database";
+            else if (too_many_tombstones(c->ix)) why = "more than 20 % deleted (HNSW tombstones)";
         }
     }
     if (why) {
@@ -555,6 +687,9 @@ static void fill_coll_info(eng_db *db, eng_coll *c, const st_collection *sc, eng
     o->n_seg_index = c->seg_ix ? idx_count(c->seg_ix) : 0;
     o->index_seq = c->index_seq;
     o->trained = !idx_needs_training(c->ix);
+    idx_stats is;
+    idx_get_stats(c->ix, &is);
+    o->tombstone_frac = is.tombstone_frac;
     o->threshold = threshold_of(db, c->name);
 }
 
@@ -671,6 +806,7 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
     pthread_mutex_init(&db->pool.mu, NULL);
     pthread_cond_init(&db->pool.cv, NULL);
     pthread_rwlock_init(&db->coll_lock, NULL);
+    pthread_mutex_init(&db->tcache.mu, NULL);
     int rc = PERR_OK;
     pe_model *given = NULL;
 
@@ -784,6 +920,7 @@ int eng_open_model(const char *model_path, const char *vocab_path, eng_db **out)
     pthread_mutex_init(&db->pool.mu, NULL);
     pthread_cond_init(&db->pool.cv, NULL);
     pthread_rwlock_init(&db->coll_lock, NULL);
+    pthread_mutex_init(&db->tcache.mu, NULL);
     db->model_path = realpath(model_path, NULL);
     if (!db->model_path) db->model_path = strdup(model_path);
     if (vocab_path) db->vocab_path = strdup(vocab_path);
@@ -830,6 +967,8 @@ int eng_close(eng_db *db) {
     pthread_mutex_destroy(&db->pool.mu);
     pthread_cond_destroy(&db->pool.cv);
     pthread_rwlock_destroy(&db->coll_lock);
+    for (int i = 0; i < ENG_TEXT_CACHE; i++) { free(db->tcache.text[i]); free(db->tcache.vec[i]); }
+    pthread_mutex_destroy(&db->tcache.mu);
     free(db->thr);
     free(db->model_path);
     free(db->vocab_path);
@@ -995,6 +1134,16 @@ int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed) {
             if (n_removed) (*n_removed)++;
         }
         pthread_rwlock_unlock(&db->coll_lock);
+        /* HNSW: rebuild each touched collection past the tombstone limit */
+        uint32_t touched[64];
+        int nt = 0;
+        for (int i = 0; i < n && nt < 64; i++) {
+            if (!gone[i]) continue;
+            int seen = 0;
+            for (int j = 0; j < nt && !seen; j++) seen = touched[j] == colls[i];
+            if (!seen) touched[nt++] = colls[i];
+        }
+        for (int i = 0; rc == PERR_OK && i < nt; i++) rc = compact_if_needed(db, touched[i]);
     }
     pthread_mutex_unlock(&db->write_mu);
     free(colls); free(seqs); free(gone); free(nseg);

@@ -33,6 +33,18 @@ typedef struct eng_ctx_pool {
     int n_free, n;
 } eng_ctx_pool;
 
+/* Text embeddings of classification prompts, per handle: direct-mapped by
+ * a hash of the exact text (the label substituted into the prompt), so the
+ * same label set and prompt are encoded once. Bounded: ENG_TEXT_CACHE
+ * slots, a colliding text replaces the slot. Guarded by mu. */
+#define ENG_TEXT_CACHE 512
+typedef struct eng_text_cache {
+    pthread_mutex_t mu;
+    char *text[ENG_TEXT_CACHE];
+    float *vec[ENG_TEXT_CACHE];     /* dim floats, normalized */
+    uint64_t hits, misses;
+} eng_text_cache;
+
 struct eng_db {
     char *dir;
     st_db *st;
@@ -54,6 +66,7 @@ struct eng_db {
     pe_tokenizer *tok;
     eng_ctx_pool pool;
     int image_size, context_length;
+    eng_text_cache tcache;
 
     /* collections */
     pthread_rwlock_t coll_lock;
@@ -70,6 +83,11 @@ struct eng_db {
 int eng_model_ready(eng_db *db);                 /* loads the encoder once */
 pe_ctx *eng_ctx_get(eng_db *db);                 /* blocks until one is free */
 void eng_ctx_put(eng_db *db, pe_ctx *c);
+/* Encodes n texts (normalized, n x dim into out), in batches of the pool
+ * contexts' max batch: one pe_encode_ids call per batch. With use_cache,
+ * texts seen before on this handle come from eng_db.tcache. On error the
+ * message names the text that failed. */
+int eng_encode_texts(eng_db *db, const char *const *texts, int n, int use_cache, float *out);
 /* Looks a collection up by name (caller holds coll_lock, read or write). */
 eng_coll *eng_coll_find(eng_db *db, const char *name);
 eng_coll *eng_coll_find_id(eng_db *db, uint32_t id);

@@ -506,23 +506,25 @@ static int classify_vec(eng_db *db, const float *img, const char *const *labels,
                         const char *prompt, float *probs) {
     if (n <= 0) return perr_set(PERR_INVALID, "no labels to classify against");
     if (!prompt) prompt = "a photo of a {label}.";
-    float *t = malloc(sizeof(float) * (size_t)db->dim);
+    const char *ph = strstr(prompt, "{label}");
+    size_t dim = (size_t)db->dim;
+    float *t = malloc(sizeof(float) * dim * (size_t)n);
     double *logit = malloc(sizeof(double) * (size_t)n);
-    int rc = (t && logit) ? PERR_OK : perr_set(PERR_NOMEM, "classify");
+    char **text = calloc((size_t)n, sizeof *text);
+    int rc = (t && logit && text) ? PERR_OK : perr_set(PERR_NOMEM, "classify");
+    for (int i = 0; rc == PERR_OK && i < n; i++) {
+        size_t len = strlen(prompt) + strlen(labels[i]) + 1;
+        if (!(text[i] = malloc(len))) { rc = perr_set(PERR_NOMEM, "classify"); break; }
+        if (ph) snprintf(text[i], len, "%.*s%s%s", (int)(ph - prompt), prompt, labels[i], ph + 7);
+        else snprintf(text[i], len, "%s", labels[i]);
+    }
+    /* all prompts in batches (one encoder call per batch), cached per handle */
+    if (rc == PERR_OK) rc = eng_encode_texts(db, (const char *const *)text, n, 1, t);
     float scale = db->model ? pe_model_logit_scale(db->model) : 1.0f;
     double mx = -INFINITY;
     for (int i = 0; rc == PERR_OK && i < n; i++) {
-        const char *ph = strstr(prompt, "{label}");
-        size_t len = strlen(prompt) + strlen(labels[i]) + 1;
-        char *text = malloc(len);
-        if (!text) { rc = perr_set(PERR_NOMEM, "classify"); break; }
-        if (ph) snprintf(text, len, "%.*s%s%s", (int)(ph - prompt), prompt, labels[i], ph + 7);
-        else snprintf(text, len, "%s", labels[i]);
-        rc = eng_encode_text(db, text, t);
-        free(text);
-        if (rc) { perr_prefix(rc, "label \"%s\"", labels[i]); break; }
         double cos = 0;
-        for (int d = 0; d < db->dim; d++) cos += (double)img[d] * t[d];
+        for (size_t d = 0; d < dim; d++) cos += (double)img[d] * t[(size_t)i * dim + d];
         logit[i] = (double)scale * cos;
         if (logit[i] > mx) mx = logit[i];
     }
@@ -531,6 +533,8 @@ static int classify_vec(eng_db *db, const float *img, const char *const *labels,
         for (int i = 0; i < n; i++) sum += exp(logit[i] - mx);
         for (int i = 0; i < n; i++) probs[i] = (float)(exp(logit[i] - mx) / sum);
     }
+    for (int i = 0; text && i < n; i++) free(text[i]);
+    free(text);
     free(t);
     free(logit);
     return rc;

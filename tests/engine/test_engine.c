@@ -461,6 +461,106 @@ static void test_delete_reopen_rebuild(void) {
     free(dir);
 }
 
+
+/* HNSW cannot remove: deletes leave tombstones; past 20 % of the graph the
+ * engine rebuilds the index from LMDB (build, swap, save). Checked on the
+ * in-memory index (collection info), on the saved file (after reopen), and
+ * on the answers: every live photo still finds itself first with score 1,
+ * no deleted item ever comes back. */
+static void check_hnsw_answers(eng_db *db, const collect *c, const uint64_t *del, int n_del, int live) {
+    eng_query q;
+    eng_query_default(&q);
+    const char *coll = "h";
+    q.collections = &coll;
+    q.n_collections = 1;
+    q.k = 50;
+    for (int i = 0; i < c->n; i++) {
+        int dead = 0;
+        for (int d = 0; d < n_del; d++) dead |= del[d] == c->ids[i];
+        eng_results *r = NULL;
+        CHECK_OK(eng_search_image_file(db, c->paths[i], &q, &r));
+        if (!r) continue;
+        for (int k = 0; k < r->n; k++)
+            for (int d = 0; d < n_del; d++)
+                if (r->hits[k].id == del[d]) t_fail(__FILE__, __LINE__, "deleted item %llu returned", (unsigned long long)del[d]);
+        if (!dead) {
+            if (r->n == 0 || r->hits[0].id != c->ids[i] || fabsf(r->hits[0].score - 1.0f) > 1e-5f)
+                t_fail(__FILE__, __LINE__, "%s: first hit %llu (score %g), expected %llu", c->paths[i],
+                       r->n ? (unsigned long long)r->hits[0].id : 0ULL, r->n ? r->hits[0].score : 0.0f,
+                       (unsigned long long)c->ids[i]);
+        }
+        CHECK_EQ_INT(r->n, live < 50 ? live : 50);
+        eng_results_free(r);
+    }
+}
+
+static void test_hnsw_tombstone_rebuild(void) {
+    char *dir = t_tmpdir("eng-hnsw");
+    eng_db *db = NULL;
+    REQUIRE_OK(open_db(dir, model_path, &db));
+    REQUIRE_OK(eng_collection_create(db, "h", "HNSW32"));
+    int n = P.n < 60 ? P.n : 60;
+    collect c = {0};
+    eng_ingest_opts o;
+    eng_ingest_opts_default(&o);
+    o.collection = "h";
+    o.on_result = on_result;
+    o.user = &c;
+    CHECK_OK(eng_ingest_paths(db, (const char *const *)P.paths, n, &o, NULL));
+    REQUIRE(c.n == n);
+    /* under the limit: tombstones stay (d / n of the graph) */
+    int below = (int)(0.2 * n) - 1;   /* 11 of 60: 0.18 */
+    uint64_t del[64];
+    int n_del = 0;
+    for (int i = 0; i < below; i++) del[n_del++] = c.ids[(i * 7) % n];
+    int removed = 0;
+    CHECK_OK(eng_remove(db, del, n_del, &removed));
+    CHECK_EQ_INT(removed, n_del);
+    eng_collection_info ci;
+    CHECK_OK(eng_collection_get(db, "h", &ci));
+    CHECK(fabs(ci.tombstone_frac - (double)n_del / n) < 1e-9);
+    CHECK_EQ_INT(ci.n_index, n - n_del);
+    check_hnsw_answers(db, &c, del, n_del, n - n_del);
+    CHECK_OK(eng_close(db));
+    /* reopen: the saved file keeps its tombstones (still under the limit) */
+    REQUIRE_OK(open_db(dir, NULL, &db));
+    CHECK_OK(eng_collection_get(db, "h", &ci));
+    CHECK(fabs(ci.tombstone_frac - (double)n_del / n) < 1e-9);
+    /* two more deletes pass 0.2: rebuilt from LMDB, no tombstone left */
+    uint64_t more[2];
+    for (int i = 0, k = 0; k < 2 && i < n; i++) {
+        int dead = 0;
+        for (int d = 0; d < n_del; d++) dead |= del[d] == c.ids[i];
+        if (!dead) { more[k++] = c.ids[i]; del[n_del++] = c.ids[i]; }
+    }
+    CHECK_OK(eng_remove(db, more, 2, &removed));
+    CHECK_EQ_INT(removed, 2);
+    CHECK_OK(eng_collection_get(db, "h", &ci));
+    CHECK(ci.tombstone_frac == 0);
+    CHECK_EQ_INT(ci.n_index, n - n_del);
+    CHECK_EQ_INT(ci.n_items, n - n_del);
+    CHECK_EQ_INT(ci.index_seq, ci.seq);
+    check_hnsw_answers(db, &c, del, n_del, n - n_del);
+    /* adds after the rebuild land in the new index */
+    collect c2 = {0};
+    o.user = &c2;
+    const char *one[] = {P.paths[n < P.n ? n : 0]};
+    eng_progress p;
+    CHECK_OK(eng_ingest_paths(db, one, 1, &o, &p));
+    CHECK_EQ_INT(p.added + p.present, 1);
+    CHECK_OK(eng_close(db));
+    /* the rebuilt index was saved: reopen finds it clean and consistent */
+    REQUIRE_OK(open_db(dir, NULL, &db));
+    CHECK_OK(eng_collection_get(db, "h", &ci));
+    CHECK(ci.tombstone_frac == 0);
+    CHECK_EQ_INT(ci.n_index, ci.n_items);
+    check_hnsw_answers(db, &c, del, n_del, (int)ci.n_items);
+    CHECK_OK(eng_close(db));
+    collect_free(&c); collect_free(&c2);
+    t_rmtree(dir);
+    free(dir);
+}
+
 /* ------------------------------------------------------------ moderation */
 
 static void test_moderation(void) {
@@ -550,6 +650,37 @@ static void test_classify(void) {
     double scale = log(p[0] / p[1]) / (lg[0] - lg[1]);
     for (int i = 2; i < 4; i++) CHECK(fabs(log(p[0] / p[i]) - scale * (lg[0] - lg[i])) < 1e-3);
     (void)z;
+    /* 11 labels: two encoder batches (8 + 3); each probability against the
+     * formula with one-by-one text encodes; a second call (prompts from the
+     * handle's cache) gives the same numbers */
+    const char *many[] = {"cat", "dog", "rocket", "mountain", "beach", "city", "forest", "flower",
+                          "car", "river", "snow"};
+    float pm[11], pm2[11];
+    CHECK_OK(eng_classify_file(db, P.paths[1], many, 11, "a picture of {label}", pm));
+    CHECK_OK(eng_encode_image_file(db, P.paths[1], img));
+    double lm[11], mxm = -1e30, zs = 0;
+    float sc = 0;
+    for (int i = 0; i < 11; i++) {
+        char t[64];
+        snprintf(t, sizeof t, "a picture of %s", many[i]);
+        CHECK_OK(eng_encode_text(db, t, txt));
+        double c = 0;
+        for (int d = 0; d < 32; d++) c += img[d] * txt[d];
+        lm[i] = c;
+        if (c > mxm) mxm = c;
+    }
+    /* log(p_i/p_0) = scale * (c_i - c_0) for every label, the second batch's
+     * too. Batched text encodes differ from one-by-one ones by summation
+     * order (~1e-5 in cosine, times a logit scale ~100) */
+    sc = (float)(log(pm[1] / pm[0]) / (lm[1] - lm[0]));
+    CHECK(fabs(sc - scale) < 1e-2 * fabs(scale));
+    for (int i = 2; i < 11; i++) {
+        double got = log(pm[i] / pm[0]), want = scale * (lm[i] - lm[0]);
+        if (fabs(got - want) > 1e-2) t_fail(__FILE__, __LINE__, "label %s: log-ratio %g, formula %g", many[i], got, want);
+    }
+    (void)zs; (void)mxm;
+    CHECK_OK(eng_classify_file(db, P.paths[1], many, 11, "a picture of {label}", pm2));
+    for (int i = 0; i < 11; i++) CHECK(pm[i] == pm2[i]);
     eng_item *it = NULL;
     CHECK_ERR(eng_get(db, 1, 0, &it), PERR_INVALID);
     eng_close(db);
@@ -668,6 +799,7 @@ int main(void) {
     T_RUN(test_near_duplicates);
     T_RUN(test_filters_minscore_merge);
     T_RUN(test_delete_reopen_rebuild);
+    T_RUN(test_hnsw_tombstone_rebuild);
     T_RUN(test_moderation);
     T_RUN(test_classify);
     T_RUN(test_bad_inputs);

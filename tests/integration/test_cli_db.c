@@ -96,6 +96,24 @@ static void test_ingest_search(void) {
     CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "results")) == 5);
     cJSON_Delete(j);
     free(out);
+    /* a bad file: skipped with exit 0 (a line naming it and why); with
+     * --strict exit 2 and ok false; the good file of the run is kept */
+    char *junk = t_path("%s/junk.jpg", tmp);
+    t_write_file(junk, "not an image at all", 19);
+    code = run(&out, "%s ingest --db %s/strictdb --model %s %s %s 2>&1", exe, tmp, model, junk, P.paths[0]);
+    CHECK_EQ_INT(code, 0);
+    CHECK(strstr(out, "skipped") && strstr(out, junk));
+    free(out);
+    code = run(&out, "%s ingest --db %s/strictdb --strict --json %s %s 2>/dev/null", exe, tmp, junk, P.paths[1]);
+    CHECK_EQ_INT(code, 2);
+    j = cJSON_Parse(out);
+    CHECK(j && cJSON_IsFalse(cJSON_GetObjectItem(j, "ok")) && (int)num(j, "failed") == 1 && (int)num(j, "added") == 1);
+    cJSON_Delete(j);
+    free(out);
+    code = run(&out, "%s ingest --db %s/strictdb --strict %s 2>&1", exe, tmp, P.paths[1]);
+    CHECK_EQ_INT(code, 0); /* nothing failed: already present is fine */
+    free(out);
+    free(junk);
     /* errors: exit 2 with a message */
     CHECK_EQ_INT(run(NULL, "%s search --db %s --text x --image y 2>/dev/null", exe, db), 2);
     CHECK_EQ_INT(run(NULL, "%s search --db %s/nope --text x 2>/dev/null", exe, tmp), 2);
