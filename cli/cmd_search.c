@@ -112,8 +112,6 @@ static int cmd_search(int argc, char **argv) {
         rc = perr_set(PERR_INVALID, "give exactly one of --text, --image, --id, --vector\n%s", usage_text);
     if (rc == PERR_OK && (q.k < 1 || q.k > 4096) && !(q.has_min_score && q.k == 0))
         rc = perr_set(PERR_INVALID, "-k %d: between 1 and 4096", q.k);
-    if (rc == PERR_OK && server && q.segments)
-        rc = perr_set(PERR_UNSUPPORTED, "--segments is not in the protocol yet: search segments with --db");
     eng_db *db = NULL;
     pc_client *pc = NULL;
     if (rc == PERR_OK && server) rc = pc_connect_cli(server, token_file, &pc);

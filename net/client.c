@@ -349,6 +349,11 @@ static int parse_hits(const msgpack_object *arr, eng_results **out) {
         str_array(net_mp_get(o, "labels"), &h->labels, &h->n_labels);
         h->start_s = num(net_mp_get(o, "start_s"), -1);
         h->end_s = num(net_mp_get(o, "end_s"), -1);
+        h->width = (int)num(net_mp_get(o, "width"), 0);
+        h->height = (int)num(net_mp_get(o, "height"), 0);
+        h->duration_s = num(net_mp_get(o, "duration_s"), 0);
+        h->fps = num(net_mp_get(o, "fps"), 0);
+        copy_str(h->codec, sizeof h->codec, net_mp_get(o, "codec"));
     }
     *out = r;
     return PERR_OK;
@@ -368,10 +373,12 @@ static void pack_strs(msgpack_packer *pk, const char *key, const char *const *v,
 static void pack_query(msgpack_packer *pk, const eng_query *q, int extra) {
     eng_query d;
     if (!q) { eng_query_default(&d); q = &d; }
-    int n = extra + 2 + (q->has_min_score ? 1 : 0) + (q->n_collections > 0) + (q->n_labels > 0) + (q->n_where > 0);
+    int n = extra + 2 + (q->has_min_score ? 1 : 0) + (q->n_collections > 0) + (q->n_labels > 0) + (q->n_where > 0) +
+            (q->segments != 0);
     msgpack_pack_map(pk, (size_t)n);
     net_mp_pack_key(pk, "k"); msgpack_pack_int(pk, q->k);
     net_mp_pack_key(pk, "include_self"); msgpack_pack_int(pk, q->include_self ? 1 : 0);
+    if (q->segments) { net_mp_pack_key(pk, "segments"); msgpack_pack_true(pk); } /* absent: old servers still answer */
     if (q->has_min_score) { net_mp_pack_key(pk, "min_score"); msgpack_pack_float(pk, q->min_score); }
     if (q->n_collections > 0) pack_strs(pk, "collections", q->collections, q->n_collections);
     if (q->n_labels > 0) pack_strs(pk, "labels", q->labels, q->n_labels);
@@ -470,6 +477,9 @@ static int parse_item(const msgpack_object *o, void *user) {
     it->height = (int)num(net_mp_get(o, "height"), 0);
     it->created_ms = (int64_t)num(net_mp_get(o, "created_ms"), 0);
     it->duration_s = num(net_mp_get(o, "duration_s"), 0);
+    it->fps = num(net_mp_get(o, "fps"), 0);
+    copy_str(it->codec, sizeof it->codec, net_mp_get(o, "codec"));
+    it->n_segments = (uint32_t)num(net_mp_get(o, "n_segments"), 0);
     str_array(net_mp_get(o, "labels"), &it->labels, &it->n_labels);
     const msgpack_object *m = net_mp_get(o, "meta");
     if (m && m->type == MSGPACK_OBJECT_MAP && m->via.map.size) {

@@ -34,9 +34,12 @@ static void pack_strs(msgpack_packer *pk, char *const *v, int n) {
     for (int i = 0; i < n; i++) net_mp_pack_cstr(pk, v[i]);
 }
 
+/* Optional keys (docs/protocol.md): start_s/end_s on segment hits (and on
+ * moderation hits of a video query), width/height when known, the video
+ * fields on video items only; image hits keep their original shape. */
 void net_pack_hit(msgpack_packer *pk, const eng_hit *h) {
-    int seg = h->start_s >= 0;
-    msgpack_pack_map(pk, 6 + (seg ? 2 : 0));
+    int seg = h->start_s >= 0, dims = h->width > 0 || h->height > 0, video = !strcmp(h->media, "video");
+    msgpack_pack_map(pk, 6 + (seg ? 2 : 0) + (dims ? 2 : 0) + (video ? 3 : 0));
     net_mp_pack_key(pk, "id"); msgpack_pack_uint64(pk, h->id);
     net_mp_pack_key(pk, "score"); msgpack_pack_float(pk, h->score);
     net_mp_pack_key(pk, "collection"); net_mp_pack_cstr(pk, h->collection);
@@ -47,6 +50,15 @@ void net_pack_hit(msgpack_packer *pk, const eng_hit *h) {
         net_mp_pack_key(pk, "start_s"); msgpack_pack_double(pk, h->start_s);
         net_mp_pack_key(pk, "end_s"); msgpack_pack_double(pk, h->end_s);
     }
+    if (dims) {
+        net_mp_pack_key(pk, "width"); msgpack_pack_int(pk, h->width);
+        net_mp_pack_key(pk, "height"); msgpack_pack_int(pk, h->height);
+    }
+    if (video) {
+        net_mp_pack_key(pk, "duration_s"); msgpack_pack_double(pk, h->duration_s);
+        net_mp_pack_key(pk, "fps"); msgpack_pack_double(pk, h->fps);
+        net_mp_pack_key(pk, "codec"); net_mp_pack_cstr(pk, h->codec);
+    }
 }
 
 void net_pack_results(msgpack_packer *pk, const eng_results *r) {
@@ -55,8 +67,8 @@ void net_pack_results(msgpack_packer *pk, const eng_results *r) {
 }
 
 void net_pack_item(msgpack_packer *pk, const eng_item *it) {
-    int vec = it->vector != NULL;
-    msgpack_pack_map(pk, 12 + vec);
+    int vec = it->vector != NULL, video = !strcmp(it->media, "video");
+    msgpack_pack_map(pk, 12 + vec + (video ? 3 : 0));
     net_mp_pack_key(pk, "id"); msgpack_pack_uint64(pk, it->id);
     net_mp_pack_key(pk, "collection"); net_mp_pack_cstr(pk, it->collection);
     net_mp_pack_key(pk, "uri"); net_mp_pack_cstr(pk, it->uri ? it->uri : "");
@@ -67,6 +79,11 @@ void net_pack_item(msgpack_packer *pk, const eng_item *it) {
     net_mp_pack_key(pk, "height"); msgpack_pack_int(pk, it->height);
     net_mp_pack_key(pk, "created_ms"); msgpack_pack_int64(pk, it->created_ms);
     net_mp_pack_key(pk, "duration_s"); msgpack_pack_double(pk, it->duration_s);
+    if (video) {
+        net_mp_pack_key(pk, "fps"); msgpack_pack_double(pk, it->fps);
+        net_mp_pack_key(pk, "codec"); net_mp_pack_cstr(pk, it->codec);
+        net_mp_pack_key(pk, "n_segments"); msgpack_pack_uint32(pk, it->n_segments);
+    }
     net_mp_pack_key(pk, "labels"); pack_strs(pk, it->labels, it->n_labels);
     net_mp_pack_key(pk, "meta");
     msgpack_pack_map(pk, (size_t)it->n_meta);
@@ -117,6 +134,7 @@ static int get_query(const msgpack_object *req, net_arena *a, eng_query *q) {
     q->where = (const eng_kv *)kv; /* same layout: two const char * */
     q->n_where = n;
     if (!rc) rc = net_mp_bool(req, "include_self", &q->include_self);
+    if (!rc) rc = net_mp_bool(req, "segments", &q->segments);
     if (rc) return rc;
     if ((q->k < 1 || q->k > NET_MAX_K) && !(q->has_min_score && q->k == 0))
         return perr_set(PERR_INVALID, "field \"k\": %d, between 1 and %d (0 only with min_score)", q->k, NET_MAX_K);
@@ -189,6 +207,7 @@ int net_vsearch_decode(eng_db *db, const uint8_t *payload, size_t len, net_vsear
     const msgpack_object *req = NULL;
     int ok = net_mp_unpack(payload, len, &v->u, &req) == PERR_OK && req->type == MSGPACK_OBJECT_MAP &&
              get_query(req, &v->a, &v->q) == PERR_OK &&
+             !v->q.segments && /* segment searches go one by one */
              get_vector(db, req, "vector", &v->a, &v->vec) == PERR_OK && v->vec &&
              !net_mp_get(req, "text") && !net_mp_get(req, "image") && !net_mp_get(req, "path") &&
              !net_mp_get(req, "id");
@@ -206,7 +225,8 @@ static int strs_equal(const char *const *a, int na, const char *const *b, int nb
 
 int net_vsearch_same_shape(const net_vsearch *a, const net_vsearch *b) {
     const eng_query *x = &a->q, *y = &b->q;
-    if (x->k != y->k || x->has_min_score != y->has_min_score || x->include_self != y->include_self) return 0;
+    if (x->k != y->k || x->has_min_score != y->has_min_score || x->include_self != y->include_self ||
+        x->segments != y->segments) return 0;
     if (x->has_min_score && memcmp(&x->min_score, &y->min_score, sizeof(float))) return 0;
     if (!strs_equal(x->collections, x->n_collections, y->collections, y->n_collections)) return 0;
     if (!strs_equal(x->labels, x->n_labels, y->labels, y->n_labels)) return 0;

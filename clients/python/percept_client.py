@@ -233,6 +233,9 @@ class Client:
         return self.call("INGEST", req)
 
     def search(self, text=None, image=None, vector=None, id=None, **query):
+        """query: k, min_score, collections, labels, where, include_self,
+        segments (True: video segment hits with start_s/end_s seconds).
+        Video hits also carry duration_s, fps, codec, width, height."""
         req = dict(query)
         if text is not None:
             req["text"] = text
