@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "cli/db_common.h"
 #include "common/perr.h"
+#include "net/client.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@ static const char usage_text[] =
     "usage: percept collection --db DIR create NAME [--index FACTORY]\n"
     "       percept collection --db DIR list [--json]\n"
     "       percept collection --db DIR drop NAME\n"
+    "       percept collection --server HOST:PORT [--token-file F] ... (same actions and output)\n"
     "FACTORY: a FAISS index_factory string (default \"Flat\": exact);\n"
     "e.g. HNSW32, IVF1024,Flat, IVF256,SQ8 (trained once enough items are in).\n";
 
@@ -20,7 +22,7 @@ static int cmd_collection(int argc, char **argv) {
     db_args a = {0};
     const char *pos[3] = {0};
     int npos = 0, json = 0, rc = PERR_OK;
-    const char *factory = NULL;
+    const char *factory = NULL, *server = NULL, *token_file = NULL;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
@@ -29,6 +31,8 @@ static int cmd_collection(int argc, char **argv) {
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
         else if (!strcmp(s, "--json")) json = 1;
         else if (!strcmp(s, "--index") && i + 1 < argc) factory = argv[++i];
+        else if (!strcmp(s, "--server") && i + 1 < argc) server = argv[++i];
+        else if (!strcmp(s, "--token-file") && i + 1 < argc) token_file = argv[++i];
         else if (s[0] == '-' || npos == 3) rc = perr_set(PERR_INVALID, "unexpected %s\n%s", s, usage_text);
         else pos[npos++] = s;
     }
@@ -37,12 +41,13 @@ static int cmd_collection(int argc, char **argv) {
     if (rc == PERR_OK && !list && (npos != 2 || (strcmp(pos[0], "create") && strcmp(pos[0], "drop"))))
         rc = perr_set(PERR_INVALID, "unknown action\n%s", usage_text);
     eng_db *db = NULL;
-    if (rc == PERR_OK) rc = db_open(&a, 0, list, &db);
+    pc_client *pc = NULL;
+    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, list, &db);
     if (rc == PERR_OK) {
         if (list) {
             eng_collection_info *ci = NULL;
             int n = 0;
-            rc = eng_collection_list(db, &ci, &n);
+            rc = pc ? pc_collection_list(pc, &ci, &n) : eng_collection_list(db, &ci, &n);
             if (rc == PERR_OK && json) {
                 cJSON *arr = cJSON_CreateArray();
                 for (int i = 0; i < n; i++) {
@@ -66,11 +71,12 @@ static int cmd_collection(int argc, char **argv) {
             }
             free(ci);
         } else if (!strcmp(pos[0], "create")) {
-            rc = eng_collection_create(db, pos[1], factory);
+            rc = pc ? pc_collection_create(pc, pos[1], factory) : eng_collection_create(db, pos[1], factory);
         } else {
-            rc = eng_collection_drop(db, pos[1]);
+            rc = pc ? pc_collection_drop(pc, pos[1]) : eng_collection_drop(db, pos[1]);
         }
     }
+    pc_close(pc);
     int out = rc ? cli_fail("collection", rc) : CLI_OK;
     int crc = eng_close(db);
     if (crc && !rc) out = cli_fail("collection", crc);

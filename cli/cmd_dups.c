@@ -3,13 +3,14 @@
 #include "cli/cli.h"
 #include "cli/db_common.h"
 #include "common/perr.h"
+#include "net/client.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static int cmd_dups(int argc, char **argv) {
     db_args a = {0};
-    const char *coll = NULL;
+    const char *coll = NULL, *server = NULL, *token_file = NULL;
     eng_dup_tier tier = ENG_DUP_NEAR;
     float thr = 0;
     int json = 0, rc = PERR_OK;
@@ -20,11 +21,13 @@ static int cmd_dups(int argc, char **argv) {
         const char *s = argv[i];
         int has = i + 1 < argc;
         if (!strcmp(s, "--help")) {
-            puts("usage: percept dups --db DIR [--collection C] [--tier exact|near|similar] [--threshold X] [--json]");
+            puts("usage: percept dups (--db DIR | --server HOST:PORT [--token-file F]) [--collection C] [--tier exact|near|similar] [--threshold X] [--json]");
             return CLI_OK;
         }
         if (!strcmp(s, "--json")) json = 1;
         else if (!strcmp(s, "--collection") && has) coll = argv[++i];
+        else if (!strcmp(s, "--server") && has) server = argv[++i];
+        else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--threshold") && has) rc = db_parse_float(argv[++i], "--threshold", &thr);
         else if (!strcmp(s, "--tier") && has) {
             const char *v = argv[++i];
@@ -36,9 +39,11 @@ static int cmd_dups(int argc, char **argv) {
     }
     if (rc == PERR_OK && (thr < 0 || thr > 1)) rc = perr_set(PERR_INVALID, "--threshold %g: within (0, 1]", thr);
     eng_db *db = NULL;
-    if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
+    pc_client *pc = NULL;
+    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, 1, &db);
     eng_dups *d = NULL;
-    if (rc == PERR_OK) rc = eng_find_dups(db, coll, tier, thr, &d);
+    if (rc == PERR_OK) rc = pc ? pc_dups(pc, coll, tier, thr, &d) : eng_find_dups(db, coll, tier, thr, &d);
+    pc_close(pc);
     if (rc == PERR_OK) {
         static const char *names[] = {"exact", "near", "similar"};
         if (json) {

@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 #include "cli/db_common.h"
 #include "common/perr.h"
+#include "net/client.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -15,19 +16,23 @@ static int export_one(void *user, const eng_item *it) {
 
 static int cmd_export(int argc, char **argv) {
     db_args a = {0};
-    const char *coll = NULL;
+    const char *coll = NULL, *server = NULL, *token_file = NULL;
     int rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
         if (t) continue;
-        if (!strcmp(argv[i], "--help")) { puts("usage: percept export --db DIR [--collection C]"); return CLI_OK; }
+        if (!strcmp(argv[i], "--help")) { puts("usage: percept export (--db DIR | --server HOST:PORT [--token-file F]) [--collection C]"); return CLI_OK; }
         if (!strcmp(argv[i], "--collection") && i + 1 < argc) coll = argv[++i];
+        else if (!strcmp(argv[i], "--server") && i + 1 < argc) server = argv[++i];
+        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
         else rc = perr_set(PERR_INVALID, "unexpected %s", argv[i]);
     }
     eng_db *db = NULL;
-    if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
-    if (rc == PERR_OK) rc = eng_foreach(db, coll, 1, export_one, NULL);
+    pc_client *pc = NULL;
+    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, 1, &db);
+    if (rc == PERR_OK) rc = pc ? pc_export(pc, coll, 1, export_one, NULL) : eng_foreach(db, coll, 1, export_one, NULL);
+    pc_close(pc);
     int out = rc ? cli_fail("export", rc) : CLI_OK;
     eng_close(db);
     return out;

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "cli/cli.h"
 #include "cli/db_common.h"
+#include "cli/ingest_remote.h"
 #include "common/perr.h"
 
 #include <math.h>
@@ -16,6 +17,7 @@ static const char usage_text[] =
     "                      [--jobs N] [--model M] [--vocab V] [--set-threshold X]\n"
     "                      [--frames N] [--segment-seconds S] [--segment-frames N]\n"
     "                      [--strict] [--json] [--quiet] PATH...\n"
+    "       percept ingest --server HOST:PORT [--token-file F] ... (the files' bytes are uploaded)\n"
     "Ingests images and videos (by content; directories recursively; '-' reads\n"
     "paths from stdin). A video's vector averages --frames frames (default 8);\n"
     "its segments of --segment-seconds (default 2; 0: none) get vectors from\n"
@@ -96,6 +98,7 @@ static int cmd_ingest(int argc, char **argv) {
     int n_meta = 0, json = 0, quiet = 0, strict = 0;
     float set_thr = NAN;
     int rc = PERR_OK;
+    const char *server = NULL, *token_file = NULL;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
@@ -106,6 +109,8 @@ static int cmd_ingest(int argc, char **argv) {
         else if (!strcmp(s, "--json")) json = 1;
         else if (!strcmp(s, "--quiet") || !strcmp(s, "-q")) quiet = 1;
         else if (!strcmp(s, "--strict")) strict = 1;
+        else if (!strcmp(s, "--server") && has) server = argv[++i];
+        else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--collection") && has) o.collection = argv[++i];
         else if (!strcmp(s, "--label") && has) rc = db_list_push(&labels, argv[++i]);
         else if (!strcmp(s, "--meta") && has) {
@@ -128,6 +133,10 @@ static int cmd_ingest(int argc, char **argv) {
     if (rc == PERR_OK && paths.n == 0) rc = perr_set(PERR_INVALID, "nothing to ingest\n%s", usage_text);
     if (rc == PERR_OK && (o.jobs < 1 || o.jobs > 256)) rc = perr_set(PERR_INVALID, "--jobs %d: between 1 and 256", o.jobs);
     if (rc == PERR_OK && (o.batch < 1 || o.batch > 256)) rc = perr_set(PERR_INVALID, "--batch %d: between 1 and 256", o.batch);
+    eng_video_opts vdef;
+    eng_video_opts_default(&vdef);
+    if (rc == PERR_OK && server && (vo.frames != vdef.frames || vo.segment_frames != vdef.segment_frames || vo.segment_s != vdef.segment_s))
+        rc = perr_set(PERR_INVALID, "--frames/--segment-*: not sent over INGEST; the server's video settings apply");
     if (rc == PERR_OK && (vo.frames < 1 || vo.frames > 256)) rc = perr_set(PERR_INVALID, "--frames %d: between 1 and 256", vo.frames);
     if (rc == PERR_OK && (vo.segment_frames < 1 || vo.segment_frames > 16))
         rc = perr_set(PERR_INVALID, "--segment-frames %d: between 1 and 16", vo.segment_frames);
@@ -136,7 +145,8 @@ static int cmd_ingest(int argc, char **argv) {
     if (rc) { db_list_free(&labels); db_list_free(&paths); return cli_fail("ingest", rc); }
 
     eng_db *db = NULL;
-    rc = db_open(&a, 1, 0, &db);
+    pc_client *pc = NULL;
+    rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 1, 0, &db);
     if (rc) { db_list_free(&labels); db_list_free(&paths); return cli_fail("ingest", rc); }
     ing_ui ui = {.tty = isatty(2), .quiet = quiet, .json = json, .failures = cJSON_CreateArray()};
     o.labels = labels.v;
@@ -152,15 +162,17 @@ static int cmd_ingest(int argc, char **argv) {
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     eng_progress p;
-    rc = eng_ingest_paths(db, paths.v, paths.n, &o, &p);
+    rc = pc ? ingest_remote(pc, paths.v, paths.n, &o, &p) : eng_ingest_paths(db, paths.v, paths.n, &o, &p);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     char errmsg[2048] = "";
     if (rc) snprintf(errmsg, sizeof errmsg, "%s", perr_msg());
     if (rc == PERR_OK && !isnan(set_thr)) {
-        rc = eng_set_threshold(db, o.collection ? o.collection : ENG_DEFAULT_COLLECTION, set_thr);
+        const char *set = o.collection ? o.collection : ENG_DEFAULT_COLLECTION;
+        rc = pc ? pc_set_threshold(pc, set, set_thr) : eng_set_threshold(db, set, set_thr);
         if (rc) snprintf(errmsg, sizeof errmsg, "%s", perr_msg());
     }
+    pc_close(pc);
     int crc = eng_close(db);
     if (crc && !rc) { rc = crc; snprintf(errmsg, sizeof errmsg, "%s", perr_msg()); }
     if (ui.tty && !quiet) fputs("\r\033[K", stderr);

@@ -407,5 +407,11 @@ int eng_get_stats(eng_db *db, eng_stats *out);
  * vector. Returning non-zero from fn stops the walk with that code. */
 typedef int (*eng_item_fn)(void *user, const eng_item *it);
 int eng_foreach(eng_db *db, const char *collection, int with_vector, eng_item_fn fn, void *user);
+/* The same walk resumed: from collection from_coll (NULL: the first) at
+ * its items with id > after_id, then the collections after it (paging:
+ * pass the last item's collection and id). fn returning > 0 ends the
+ * walk with PERR_OK. */
+int eng_foreach_from(eng_db *db, const char *collection, const char *from_coll, uint64_t after_id,
+                     int with_vector, eng_item_fn fn, void *user);
 
 #endif

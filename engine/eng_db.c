@@ -1202,6 +1202,7 @@ int eng_get_stats(eng_db *db, eng_stats *out) {
 
 typedef struct foreach_ctx {
     eng_db *db; st_txn *txn; int with_vector; eng_item_fn fn; void *user;
+    int stopped;                /* fn returned > 0: the whole walk ends */
 } foreach_ctx;
 
 static int foreach_item(void *ud, const st_item *si) {
@@ -1214,6 +1215,7 @@ static int foreach_item(void *ud, const st_item *si) {
         if (rc == PERR_OK) { it.vector = (float *)v; it.dim = dim; }
     }
     if (rc == PERR_OK) rc = f->fn(f->user, &it);
+    if (rc > 0) f->stopped = 1;
     it.vector = NULL; /* points into the map */
     item_clear(&it);
     return rc;
@@ -1231,8 +1233,32 @@ int eng_foreach(eng_db *db, const char *collection, int with_vector, eng_item_fn
         if (!collection || !strcmp(collection, db->colls[i].name)) ids[n++] = db->colls[i].id;
     pthread_rwlock_unlock(&db->coll_lock);
     if (collection && n == 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", collection, db->dir);
-    foreach_ctx f = {db, txn, with_vector, fn, user};
+    foreach_ctx f = {db, txn, with_vector, fn, user, 0};
     for (int i = 0; rc == PERR_OK && i < n; i++) rc = st_scan_items(txn, ids[i], 0, foreach_item, &f);
+    st_txn_abort(txn);
+    return rc;
+}
+
+int eng_foreach_from(eng_db *db, const char *collection, const char *from_coll, uint64_t after_id,
+                     int with_vector, eng_item_fn fn, void *user) {
+    if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
+    st_txn *txn;
+    int rc = st_txn_begin(db->st, 0, &txn);
+    if (rc) return rc;
+    uint32_t ids[256];
+    int n = 0, start = -1;
+    pthread_rwlock_rdlock(&db->coll_lock);
+    for (int i = 0; i < db->n_colls && n < 256; i++) {
+        if (collection && strcmp(collection, db->colls[i].name)) continue;
+        if (from_coll && !strcmp(from_coll, db->colls[i].name)) start = n;
+        ids[n++] = db->colls[i].id;
+    }
+    pthread_rwlock_unlock(&db->coll_lock);
+    if (collection && n == 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", collection, db->dir);
+    else if (from_coll && start < 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s (dropped while exporting?)", from_coll, db->dir);
+    foreach_ctx f = {db, txn, with_vector, fn, user, 0};
+    for (int i = from_coll ? start : 0; rc == PERR_OK && !f.stopped && i < n; i++)
+        rc = st_scan_items(txn, ids[i], from_coll && i == start ? after_id : 0, foreach_item, &f);
     st_txn_abort(txn);
     return rc;
 }

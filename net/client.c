@@ -668,6 +668,15 @@ int pc_collection_create(pc_client *c, const char *name, const char *factory) {
 int pc_collection_drop(pc_client *c, const char *name) {
     return collections(c, "drop", name, NULL, NULL, NULL);
 }
+int pc_set_threshold(pc_client *c, const char *set, float threshold) {
+    req r; req_init(&r);
+    msgpack_pack_map(&r.pk, 3);
+    net_mp_pack_key(&r.pk, "action"); net_mp_pack_cstr(&r.pk, "threshold");
+    net_mp_pack_key(&r.pk, "name"); net_mp_pack_cstr(&r.pk, set);
+    net_mp_pack_key(&r.pk, "threshold"); msgpack_pack_float(&r.pk, threshold);
+    coll_out co = {NULL, NULL};
+    return req_call(c, NET_OP_COLLECTIONS, &r, parse_collections, &co);
+}
 
 typedef struct stats_out { eng_stats *st; eng_info *info; } stats_out;
 
@@ -703,3 +712,92 @@ int pc_stats(pc_client *c, eng_stats *out, eng_info *info) {
 }
 
 int pc_snapshot(pc_client *c) { return pc_call(c, NET_OP_SNAPSHOT, NULL, 0, NULL, NULL); }
+
+/* ---- export / dups --------------------------------------------------------- */
+
+typedef struct export_out {
+    pc_item_fn fn; void *user;
+    int more; char *after_coll; uint64_t after;
+    int fn_rc;
+} export_out;
+
+static int parse_export(const msgpack_object *o, void *user) {
+    export_out *e = user;
+    const msgpack_object *items = net_mp_get(o, "items");
+    if (!items || items->type != MSGPACK_OBJECT_ARRAY) return perr_set(PERR_PROTOCOL, "EXPORT response without \"items\"");
+    for (uint32_t i = 0; i < items->via.array.size; i++) {
+        if (items->via.array.ptr[i].type != MSGPACK_OBJECT_MAP) return perr_set(PERR_PROTOCOL, "EXPORT item %u is not a map", i);
+        eng_item *it = NULL;
+        int rc = parse_item(&items->via.array.ptr[i], &it);
+        if (rc) return rc;
+        rc = e->fn(e->user, it);
+        eng_item_free(it);
+        if (rc) { e->fn_rc = rc; return PERR_OK; }
+    }
+    const msgpack_object *next = net_mp_get(o, "next");
+    e->more = next && next->type == MSGPACK_OBJECT_MAP;
+    free(e->after_coll);
+    e->after_coll = NULL;
+    if (e->more) {
+        const msgpack_object *ac = net_mp_get(next, "after_collection"), *af = net_mp_get(next, "after");
+        if (!ac || ac->type != MSGPACK_OBJECT_STR || !af || af->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return perr_set(PERR_PROTOCOL, "EXPORT response: malformed \"next\"");
+        e->after_coll = dup_str(ac);
+        if (!e->after_coll) return perr_set(PERR_NOMEM, "EXPORT");
+        e->after = af->via.u64;
+    }
+    return PERR_OK;
+}
+
+int pc_export(pc_client *c, const char *collection, int with_vector, pc_item_fn fn, void *user) {
+    export_out e = {fn, user, 0, NULL, 0, 0};
+    int rc = PERR_OK;
+    do {
+        req r; req_init(&r);
+        msgpack_pack_map(&r.pk, 2 + !!collection + (e.after_coll ? 2 : 0));
+        net_mp_pack_key(&r.pk, "limit"); msgpack_pack_int(&r.pk, 256);
+        net_mp_pack_key(&r.pk, "vector");
+        if (with_vector) msgpack_pack_true(&r.pk); else msgpack_pack_false(&r.pk);
+        if (collection) { net_mp_pack_key(&r.pk, "collection"); net_mp_pack_cstr(&r.pk, collection); }
+        if (e.after_coll) {
+            net_mp_pack_key(&r.pk, "after_collection"); net_mp_pack_cstr(&r.pk, e.after_coll);
+            net_mp_pack_key(&r.pk, "after"); msgpack_pack_uint64(&r.pk, e.after);
+        }
+        e.more = 0;
+        rc = req_call(c, NET_OP_EXPORT, &r, parse_export, &e);
+    } while (rc == PERR_OK && !e.fn_rc && e.more);
+    free(e.after_coll);
+    return rc ? rc : e.fn_rc;
+}
+
+static int parse_dups(const msgpack_object *o, void *user) {
+    eng_dups **out = user;
+    const msgpack_object *g = net_mp_get(o, "groups");
+    if (!g || g->type != MSGPACK_OBJECT_ARRAY) return perr_set(PERR_PROTOCOL, "DUPS response without \"groups\"");
+    eng_dups *d = calloc(1, sizeof *d);
+    if (!d || !(d->groups = calloc(g->via.array.size + 1, sizeof *d->groups))) { free(d); return perr_set(PERR_NOMEM, "DUPS"); }
+    for (uint32_t i = 0; i < g->via.array.size; i++) {
+        const msgpack_object *e = &g->via.array.ptr[i];
+        const msgpack_object *ids = e->type == MSGPACK_OBJECT_MAP ? net_mp_get(e, "ids") : NULL;
+        if (!ids || ids->type != MSGPACK_OBJECT_ARRAY) { eng_dups_free(d); return perr_set(PERR_PROTOCOL, "DUPS group %u without \"ids\"", i); }
+        eng_dup_group *dg = &d->groups[d->n++];
+        dg->ids = calloc(ids->via.array.size + 1, sizeof *dg->ids);
+        if (!dg->ids) { eng_dups_free(d); return perr_set(PERR_NOMEM, "DUPS"); }
+        for (uint32_t k = 0; k < ids->via.array.size; k++)
+            if (ids->via.array.ptr[k].type == MSGPACK_OBJECT_POSITIVE_INTEGER) dg->ids[dg->n++] = ids->via.array.ptr[k].via.u64;
+        dg->min_score = (float)num(net_mp_get(e, "min_score"), 0);
+    }
+    *out = d;
+    return PERR_OK;
+}
+
+int pc_dups(pc_client *c, const char *collection, eng_dup_tier tier, float threshold, eng_dups **out) {
+    static const char *names[] = {"exact", "near", "similar"};
+    *out = NULL;
+    req r; req_init(&r);
+    msgpack_pack_map(&r.pk, 2 + !!collection);
+    net_mp_pack_key(&r.pk, "tier"); net_mp_pack_cstr(&r.pk, names[tier]);
+    net_mp_pack_key(&r.pk, "threshold"); msgpack_pack_float(&r.pk, threshold);
+    if (collection) { net_mp_pack_key(&r.pk, "collection"); net_mp_pack_cstr(&r.pk, collection); }
+    return req_call(c, NET_OP_DUPS, &r, parse_dups, out);
+}

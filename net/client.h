@@ -87,8 +87,17 @@ int pc_moderate_image(pc_client *c, const void *data, size_t len, const char *co
 int pc_collection_list(pc_client *c, eng_collection_info **out, int *n);
 int pc_collection_create(pc_client *c, const char *name, const char *factory);
 int pc_collection_drop(pc_client *c, const char *name);
+/* A moderation set's stored threshold ("collection" or "collection:label"). */
+int pc_set_threshold(pc_client *c, const char *set, float threshold);
 
 int pc_stats(pc_client *c, eng_stats *out, eng_info *info);
+
+/* Every item of a collection (NULL: all), in eng_foreach's order, paged
+ * through EXPORT; fn's non-zero return stops and is returned. */
+typedef int (*pc_item_fn)(void *user, const eng_item *it);
+int pc_export(pc_client *c, const char *collection, int with_vector, pc_item_fn fn, void *user);
+/* *out freed with eng_dups_free. */
+int pc_dups(pc_client *c, const char *collection, eng_dup_tier tier, float threshold, eng_dups **out);
 int pc_snapshot(pc_client *c);
 
 #endif

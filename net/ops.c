@@ -499,6 +499,96 @@ static int op_stats(const net_op_ctx *c, msgpack_packer *pk) {
     return PERR_OK;
 }
 
+/* EXPORT: one page of items in eng_foreach order. limit + 1 items are
+ * visited so that "next" is nil exactly when nothing follows. */
+typedef struct export_page {
+    msgpack_packer pk;          /* the items, packed apart (count unknown up front) */
+    msgpack_sbuffer sb;
+    int n, limit;
+    size_t max_bytes;
+    char *last_coll;
+    uint64_t last_id;
+    int more;
+} export_page;
+
+static int export_item(void *user, const eng_item *it) {
+    export_page *p = user;
+    if (p->n == p->limit || p->sb.size >= p->max_bytes) { p->more = 1; return 1; }
+    char *coll = strdup(it->collection);
+    if (!coll) return perr_set(PERR_NOMEM, "EXPORT");
+    free(p->last_coll);
+    p->last_coll = coll;
+    p->last_id = it->id;
+    net_pack_item(&p->pk, it);
+    p->n++;
+    return 0;
+}
+
+static int op_export(const net_op_ctx *c, const msgpack_object *req, net_arena *a, msgpack_packer *pk) {
+    const char *coll = NULL, *after_coll = NULL;
+    uint64_t after = 0;
+    int limit = 256, vec = 1;
+    int rc = net_mp_str(req, "collection", a, &coll);
+    if (!rc) rc = net_mp_str(req, "after_collection", a, &after_coll);
+    if (!rc) rc = net_mp_u64(req, "after", &after);
+    if (!rc) rc = net_mp_int(req, "limit", &limit);
+    if (!rc) rc = net_mp_bool(req, "vector", &vec);
+    if (rc) return rc;
+    if (limit < 1 || limit > NET_MAX_K) return perr_set(PERR_INVALID, "EXPORT: limit %d not in 1..%d", limit, NET_MAX_K);
+    if (net_mp_get(req, "after") && !after_coll)
+        return perr_set(PERR_INVALID, "EXPORT: \"after\" needs \"after_collection\"");
+    export_page p = {.limit = limit, .max_bytes = NET_EXPORT_PAGE_BYTES};
+    msgpack_sbuffer_init(&p.sb);
+    msgpack_packer_init(&p.pk, &p.sb, msgpack_sbuffer_write);
+    rc = eng_foreach_from(c->db, coll, after_coll, after, vec, export_item, &p);
+    if (rc == PERR_OK) {
+        msgpack_pack_map(pk, 2);
+        net_mp_pack_key(pk, "items");
+        msgpack_pack_array(pk, (size_t)p.n);
+        if (p.sb.size) msgpack_pack_bin_body(pk, p.sb.data, p.sb.size); /* raw: already packed objects */
+        net_mp_pack_key(pk, "next");
+        if (p.more) {
+            msgpack_pack_map(pk, 2);
+            net_mp_pack_key(pk, "after_collection"); net_mp_pack_cstr(pk, p.last_coll);
+            net_mp_pack_key(pk, "after"); msgpack_pack_uint64(pk, p.last_id);
+        } else msgpack_pack_nil(pk);
+    }
+    free(p.last_coll);
+    msgpack_sbuffer_destroy(&p.sb);
+    return rc;
+}
+
+static int op_dups(const net_op_ctx *c, const msgpack_object *req, net_arena *a, msgpack_packer *pk) {
+    static const char *names[] = {"exact", "near", "similar"};
+    const char *coll = NULL, *tier_s = "near";
+    float thr = 0;
+    int has_t = 0;
+    int rc = net_mp_str(req, "collection", a, &coll);
+    if (!rc) rc = net_mp_str(req, "tier", a, &tier_s);
+    if (!rc) rc = net_mp_float(req, "threshold", &thr, &has_t);
+    if (rc) return rc;
+    int tier = -1;
+    for (int i = 0; i < 3; i++) if (!strcmp(tier_s, names[i])) tier = i;
+    if (tier < 0) return perr_set(PERR_INVALID, "DUPS: tier \"%s\": exact, near or similar", tier_s);
+    if (!(thr >= 0 && thr <= 1)) return perr_set(PERR_INVALID, "DUPS: threshold %g not in [0, 1]", thr);
+    eng_dups *d = NULL;
+    rc = eng_find_dups(c->db, coll, (eng_dup_tier)tier, thr, &d);
+    if (rc) return rc;
+    msgpack_pack_map(pk, 2);
+    net_mp_pack_key(pk, "tier"); net_mp_pack_cstr(pk, names[tier]);
+    net_mp_pack_key(pk, "groups");
+    msgpack_pack_array(pk, (size_t)d->n);
+    for (int g = 0; g < d->n; g++) {
+        msgpack_pack_map(pk, 2);
+        net_mp_pack_key(pk, "ids");
+        msgpack_pack_array(pk, (size_t)d->groups[g].n);
+        for (int i = 0; i < d->groups[g].n; i++) msgpack_pack_uint64(pk, d->groups[g].ids[i]);
+        net_mp_pack_key(pk, "min_score"); msgpack_pack_float(pk, d->groups[g].min_score);
+    }
+    eng_dups_free(d);
+    return PERR_OK;
+}
+
 int net_op_run(const net_op_ctx *c, int op, const uint8_t *payload, size_t len, msgpack_packer *pk) {
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
@@ -523,6 +613,8 @@ int net_op_run(const net_op_ctx *c, int op, const uint8_t *payload, size_t len, 
         case NET_OP_MODERATE: rc = op_moderate(c, req, &a, pk); break;
         case NET_OP_COLLECTIONS: rc = op_collections(c, req, &a, pk); break;
         case NET_OP_STATS: rc = op_stats(c, pk); break;
+        case NET_OP_EXPORT: rc = op_export(c, req, &a, pk); break;
+        case NET_OP_DUPS: rc = op_dups(c, req, &a, pk); break;
         case NET_OP_SNAPSHOT:
             rc = eng_checkpoint(c->db);
             if (!rc) msgpack_pack_map(pk, 0);

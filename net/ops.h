@@ -18,6 +18,7 @@
 #define NET_MAX_LIST 1024          /* collections, labels, where, sets, ids per DELETE/LABEL */
 #define NET_MAX_IDS 100000         /* ids in one DELETE or LABEL */
 #define NET_MAX_CLASSES 1024       /* labels of one CLASSIFY */
+#define NET_EXPORT_PAGE_BYTES ((size_t)16 << 20) /* an EXPORT page stops growing past this */
 
 typedef struct net_op_ctx {
     eng_db *db;

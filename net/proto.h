@@ -44,14 +44,16 @@
     X(EMBED, 0x17)         \
     X(COLLECTIONS, 0x18)   \
     X(STATS, 0x19)         \
-    X(SNAPSHOT, 0x1A)
+    X(SNAPSHOT, 0x1A)      \
+    X(EXPORT, 0x1B)        \
+    X(DUPS, 0x1C)
 
 enum {
 #define NET_OP_ENUM_(n, v) NET_OP_##n = v,
     NET_OP_MAP(NET_OP_ENUM_)
 #undef NET_OP_ENUM_
 };
-#define NET_OP_MAX 0x1A
+#define NET_OP_MAX 0x1C
 
 /* "SEARCH"; NULL for an unknown opcode. */
 const char *net_op_name(int op);
