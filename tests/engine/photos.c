@@ -98,6 +98,42 @@ int photos_gather(photo_set *ps, int max, int max_side) {
     return out.n;
 }
 
+static int grey32(const char *path, unsigned char out[32 * 32]) {
+    VipsImage *im = NULL, *g = NULL, *sq = NULL;
+    if (vips_thumbnail(path, &im, 32, "height", 32, "size", VIPS_SIZE_FORCE, NULL)) { vips_error_clear(); return -1; }
+    int bad = vips_colourspace(im, &g, VIPS_INTERPRETATION_B_W, NULL);
+    g_object_unref(im);
+    if (bad) { vips_error_clear(); return -1; }
+    bad = vips_extract_band(g, &sq, 0, NULL);
+    g_object_unref(g);
+    if (bad) { vips_error_clear(); return -1; }
+    size_t len = 0;
+    unsigned char *px = vips_image_write_to_memory(sq, &len);
+    g_object_unref(sq);
+    if (!px || len != 32 * 32) { g_free(px); return -1; }
+    memcpy(out, px, 32 * 32);
+    g_free(px);
+    return 0;
+}
+
+int photos_distinct(photo_set *ps) {
+    unsigned char (*sig)[32 * 32] = calloc((size_t)ps->n + 1, sizeof *sig);
+    int kept = 0;
+    for (int i = 0; i < ps->n; i++) {
+        int dup = grey32(ps->paths[i], sig[kept]) != 0;
+        for (int k = 0; !dup && k < kept; k++) {
+            long d = 0;
+            for (int x = 0; x < 32 * 32; x++) d += abs((int)sig[k][x] - (int)sig[kept][x]);
+            dup = d < 6L * 32 * 32;
+        }
+        if (dup) { free(ps->paths[i]); continue; }
+        ps->paths[kept++] = ps->paths[i];
+    }
+    free(sig);
+    ps->n = kept;
+    return kept;
+}
+
 void photos_free(photo_set *ps) {
     for (int i = 0; i < ps->n; i++) free(ps->paths[i]);
     free(ps->paths);

@@ -18,6 +18,10 @@ typedef struct photo_set {
  * (< 0 on error, message printed). */
 int photos_gather(photo_set *ps, int max, int max_side);
 void photos_free(photo_set *ps);
+/* Drops photos that show the same picture as an earlier one (packages ship
+ * one wallpaper at several resolutions): 32x32 grey thumbnails whose mean
+ * absolute difference is below 6/255. Returns the count kept. */
+int photos_distinct(photo_set *ps);
 
 typedef enum {
     PV_REENCODE_Q60,   /* same pixels, JPEG quality 60 */
