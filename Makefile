@@ -6,9 +6,7 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 FAISS_DIR  ?= $(abspath $(BUILD))/faiss
 
-TSAN_BUILD ?= build-tsan
-
-.PHONY: all deps faiss build build-asan build-tsan test test-release test-asan test-tsan run bench clean
+.PHONY: all deps faiss build build-asan test test-release test-asan run bench clean
 
 all: build
 
@@ -30,19 +28,6 @@ $(ASAN_BUILD)/CMakeCache.txt: | faiss
 
 build-asan: faiss $(ASAN_BUILD)/CMakeCache.txt
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
-
-# ThreadSanitizer on the tests labelled `tsan` (not part of `make test`:
-# FAISS, OpenBLAS and OpenMP are not instrumented, so only our own code's
-# races are seen; tests/tsan.supp silences the uninstrumented libraries).
-$(TSAN_BUILD)/CMakeCache.txt: | faiss
-	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPERCEPT_TSAN=ON \
-	  -DPERCEPT_FAISS_DIR=$(FAISS_DIR)
-
-build-tsan: faiss $(TSAN_BUILD)/CMakeCache.txt
-	cmake --build $(TSAN_BUILD) -j $(JOBS)
-
-test-tsan: build-tsan
-	cd $(TSAN_BUILD) && ctest --output-on-failure -j $(JOBS) -L tsan
 
 # Release suite, then the same suite under AddressSanitizer + UBSan (label
 # `slow` excluded there: those tests repeat what the release run proves).
