@@ -67,8 +67,10 @@ static void acks_add(acks *a, uint64_t id) {
     a->v[a->n++] = id;
 }
 
-/* Runs the child over the list; kills it after kill_ms (< 0: never). */
-static int run_child(const char *dbdir, const char *listdir, int kill_ms, acks *a, int *killed) {
+/* Runs the child over the list; kills it after kill_ms (< 0: never).
+ * *elapsed_ms gets how long the child ran. */
+static int run_child(const char *dbdir, const char *listdir, int kill_ms, acks *a, int *killed,
+                     long *elapsed_ms) {
     int pfd[2];
     if (pipe(pfd)) return -1;
     pid_t pid = fork();
@@ -107,6 +109,8 @@ static int run_child(const char *dbdir, const char *listdir, int kill_ms, acks *
     close(pfd[0]);
     int st;
     waitpid(pid, &st, 0);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    *elapsed_ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
     return st;
 }
 
@@ -180,17 +184,25 @@ static void test_kill9_during_ingest(void) {
     acks a = {0};
     srand(12345);
     int kills = 0;
+    /* Kill moments are drawn over the length of the last run that finished
+     * by itself, so that they land inside runs on a fast machine as on a
+     * slow one (a fixed 30-1030 ms window missed most runs when the
+     * machine was quiet). */
+    long full_ms = 1000;
     for (int round = 0; round < ROUNDS; round++) {
-        int kill_ms = 30 + rand() % 1000;
+        int kill_ms = 5 + (int)(rand() % (full_ms > 20 ? full_ms : 20));
         int killed = 0;
-        int st = run_child(dbdir, ps.dir, kill_ms, &a, &killed);
+        long el = 0;
+        int st = run_child(dbdir, ps.dir, kill_ms, &a, &killed, &el);
         kills += killed && WIFSIGNALED(st);
+        if (!killed) full_ms = el;
         if (!killed) CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
         check_db(dbdir, &a, round, 1);
     }
     /* a last uninterrupted run completes the set */
     int killed;
-    int st = run_child(dbdir, ps.dir, -1, &a, &killed);
+    long el = 0;
+    int st = run_child(dbdir, ps.dir, -1, &a, &killed, &el);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     check_db(dbdir, &a, ROUNDS, 0);
     printf("  %d rounds, %d killed mid-run, %d items acknowledged\n", ROUNDS, kills, a.n);
