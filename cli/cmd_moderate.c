@@ -27,12 +27,7 @@ static int moderate_remote(pc_client *pc, const char *file, const char *const *s
     size_t len = 0;
     int r = pc_read_file(file, NET_MAX_FRAME_DEFAULT - 4096, &data, &len);
     if (r == PERR_OK) {
-        r = pc_moderate_image(pc, data, len, sets, n_sets, thr, k, m);
-        if (r == PERR_DECODE || r == PERR_UNSUPPORTED || r == PERR_TOO_LARGE) {
-            char m[2048]; /* the engine names a buffer "image"; a copy: perr_set overwrites perr_msg() */
-            snprintf(m, sizeof m, "%s", perr_msg());
-            r = !strncmp(m, "image: ", 7) ? perr_set(r, "%s: %s", file, m + 7) : perr_prefix(r, "%s", file);
-        }
+        r = db_remote_media_error(pc_moderate_image(pc, data, len, sets, n_sets, thr, k, m), file);
     }
     free(data);
     return r;

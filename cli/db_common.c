@@ -184,3 +184,10 @@ void db_list_free(db_list *l) {
     l->v = NULL;
     l->n = l->cap = 0;
 }
+
+int db_remote_media_error(int r, const char *file) {
+    if (r != PERR_DECODE && r != PERR_UNSUPPORTED && r != PERR_TOO_LARGE) return r;
+    char m[2048]; /* a copy: perr_set overwrites perr_msg() */
+    snprintf(m, sizeof m, "%s", perr_msg());
+    return !strncmp(m, "image: ", 7) ? perr_set(r, "%s: %s", file, m + 7) : perr_prefix(r, "%s", file);
+}

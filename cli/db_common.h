@@ -41,6 +41,11 @@ void db_print_json(cJSON *j);
 /* Human line for a hit. */
 void db_print_hit(const eng_hit *h, int rank);
 
+/* After a server call on the bytes of `file` failed with code r: the engine
+ * names an uploaded buffer "image", so a media error is rewritten to name
+ * the file, as embedded mode does ("x.jpg: truncated JPEG"). Returns r. */
+int db_remote_media_error(int r, const char *file);
+
 /* A growable array of pointers (for repeated options). */
 typedef struct db_list { const char **v; int n, cap; } db_list;
 int db_list_push(db_list *l, const char *s);
