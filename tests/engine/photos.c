@@ -9,11 +9,11 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <vips/vips.h>
 
 static const char *const photo_dirs[] = {
     "/usr/share/backgrounds",                        /* gnome, mate, ukui */
-    "/usr/lib/python3/dist-packages/skimage/data",   /* python3-skimage */
     NULL,
 };
 
@@ -55,6 +55,20 @@ static void quiet_log(const gchar *d, GLogLevelFlags l, const gchar *m, gpointer
     (void)d; (void)l; (void)m; (void)u;
 }
 
+static int grey32(const char *path, unsigned char out[32 * 32]);
+
+/* Same picture as one of sig[0..n): packages ship one wallpaper at several
+ * resolutions, and the fixture photos are copies of python3-skimage's data
+ * (and sort first or last depending on where the checkout lives). */
+static int seen_before(unsigned char (*sig)[32 * 32], int n, const unsigned char *s) {
+    for (int k = 0; k < n; k++) {
+        long d = 0;
+        for (int x = 0; x < 32 * 32; x++) d += abs((int)sig[k][x] - (int)s[x]);
+        if (d < 6L * 32 * 32) return 1;
+    }
+    return 0;
+}
+
 int photos_gather(photo_set *ps, int max, int max_side) {
     memset(ps, 0, sizeof *ps);
     if (VIPS_INIT("percept-tests")) { fprintf(stderr, "photos: vips init failed\n"); return -1; }
@@ -68,6 +82,7 @@ int photos_gather(photo_set *ps, int max, int max_side) {
     qsort(src.v, (size_t)src.n, sizeof *src.v, cmp_str);
     ps->dir = t_tmpdir("photos");
     plist out = {0};
+    unsigned char (*sig)[32 * 32] = calloc((size_t)src.n + 1, sizeof *sig);
     for (int i = 0; i < src.n && (max <= 0 || out.n < max); i++) {
         VipsImage *im = NULL;
         if (vips_thumbnail(src.v[i], &im, max_side, "size", VIPS_SIZE_DOWN, NULL)) {
@@ -89,8 +104,10 @@ int photos_gather(photo_set *ps, int max, int max_side) {
         int bad = vips_jpegsave(srgb, p, "Q", 92, NULL);
         g_object_unref(srgb);
         if (bad) { vips_error_clear(); continue; }
+        if (grey32(p, sig[out.n]) != 0 || seen_before(sig, out.n, sig[out.n])) { unlink(p); continue; }
         plist_push(&out, p);
     }
+    free(sig);
     for (int i = 0; i < src.n; i++) free(src.v[i]);
     free(src.v);
     ps->paths = out.v;
@@ -114,24 +131,6 @@ static int grey32(const char *path, unsigned char out[32 * 32]) {
     memcpy(out, px, 32 * 32);
     g_free(px);
     return 0;
-}
-
-int photos_distinct(photo_set *ps) {
-    unsigned char (*sig)[32 * 32] = calloc((size_t)ps->n + 1, sizeof *sig);
-    int kept = 0;
-    for (int i = 0; i < ps->n; i++) {
-        int dup = grey32(ps->paths[i], sig[kept]) != 0;
-        for (int k = 0; !dup && k < kept; k++) {
-            long d = 0;
-            for (int x = 0; x < 32 * 32; x++) d += abs((int)sig[k][x] - (int)sig[kept][x]);
-            dup = d < 6L * 32 * 32;
-        }
-        if (dup) { free(ps->paths[i]); continue; }
-        ps->paths[kept++] = ps->paths[i];
-    }
-    free(sig);
-    ps->n = kept;
-    return kept;
 }
 
 void photos_free(photo_set *ps) {

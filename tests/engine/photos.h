@@ -1,9 +1,8 @@
 /* photos: real photographs for the engine's tests and benchmarks, gathered
  * at run time from Debian packages (scripts/deps.sh installs them:
- * gnome-backgrounds, mate-backgrounds, ukui-wallpapers; python3-skimage's
- * data and the fixture photos are used too when present), scaled down with
- * libvips to a working size, plus variants with known answers. Never
- * committed. */
+ * gnome-backgrounds, mate-backgrounds, ukui-wallpapers; the fixture photos
+ * too), scaled down with libvips to a working size, plus variants with known
+ * answers. Never committed. */
 #ifndef PERCEPT_TEST_PHOTOS_H
 #define PERCEPT_TEST_PHOTOS_H
 
@@ -13,15 +12,14 @@ typedef struct photo_set {
     int n;
 } photo_set;
 
-/* Gathers up to max photos (0: all found), each scaled to max_side and
- * written as JPEG q=92 into a fresh temporary directory. Returns the count
- * (< 0 on error, message printed). */
+/* Gathers up to max distinct photos (0: all found; a picture already taken
+ * from another file, such as one wallpaper at several resolutions, is passed
+ * over: 32x32 grey thumbnails whose mean absolute difference is below 6/255),
+ * each scaled to
+ * max_side and written as JPEG q=92 into a fresh temporary directory, in
+ * path order. Returns the count (< 0 on error, message printed). */
 int photos_gather(photo_set *ps, int max, int max_side);
 void photos_free(photo_set *ps);
-/* Drops photos that show the same picture as an earlier one (packages ship
- * one wallpaper at several resolutions): 32x32 grey thumbnails whose mean
- * absolute difference is below 6/255. Returns the count kept. */
-int photos_distinct(photo_set *ps);
 
 typedef enum {
     PV_REENCODE_Q60,   /* same pixels, JPEG quality 60 */
