@@ -150,7 +150,92 @@ cJSON *db_item_json(const eng_item *it, int with_vector) {
     return o;
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, <= U+10FFFF), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *s) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!n) return 0;
+    for (size_t i = 1; i < n; i++) if ((s[i] & 0xC0) != 0x80) return 0;
+    if (c == 0xE0 && s[1] < 0xA0) return 0;   /* overlong */
+    if (c == 0xED && s[1] > 0x9F) return 0;   /* surrogate */
+    if (c == 0xF0 && s[1] < 0x90) return 0;   /* overlong */
+    if (c == 0xF4 && s[1] > 0x8F) return 0;   /* > U+10FFFF */
+    return n;
+}
+
+static int utf8_valid(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq(p);
+        if (!n) return 0;
+        p += n;
+    }
+    return 1;
+}
+
+/* s with every byte that is not part of valid UTF-8 replaced by U+FFFD. */
+static char *utf8_lossy(const char *s) {
+    char *o = malloc(strlen(s) * 3 + 1), *w = o;
+    if (!o) return NULL;
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = utf8_seq(p);
+        if (n) { memcpy(w, p, n); w += n; p += n; }
+        else { memcpy(w, "\xEF\xBF\xBD", 3); w += 3; p++; }
+    }
+    *w = 0;
+    return o;
+}
+
+static char *hex_of(const char *s) {
+    size_t n = strlen(s);
+    char *o = malloc(2 * n + 1);
+    if (!o) return NULL;
+    for (size_t i = 0; i < n; i++) snprintf(o + 2 * i, 3, "%02x", (unsigned char)s[i]);
+    o[2 * n] = 0;
+    return o;
+}
+
+/* File names and stored strings are bytes; JSON is UTF-8. A string that is
+ * not valid UTF-8 is printed lossy (U+FFFD per bad byte) and, as an object
+ * member, gets a sibling "<key>_hex" with its exact bytes (docs/cli.md). */
+static void json_make_utf8(cJSON *j) {
+    for (cJSON *c = j ? j->child : NULL; c; c = c->next) {
+        if (c->string && !utf8_valid(c->string)) {
+            char *k = utf8_lossy(c->string);
+            if (k) {
+                if (!(c->type & cJSON_StringIsConst)) cJSON_free(c->string);
+                c->string = k;
+                c->type &= ~cJSON_StringIsConst;
+            }
+        }
+        if (cJSON_IsString(c) && c->valuestring && !utf8_valid(c->valuestring)) {
+            char *hex = hex_of(c->valuestring), *v = utf8_lossy(c->valuestring);
+            if (v) { cJSON_free(c->valuestring); c->valuestring = v; }
+            if (hex && c->string && cJSON_IsObject(j)) {
+                char key[256];
+                snprintf(key, sizeof key, "%s_hex", c->string);
+                cJSON *h = cJSON_CreateString(hex);
+                /* after c, so the walk does not visit it again */
+                if (h) {
+                    h->string = strdup(key);
+                    h->prev = c;
+                    h->next = c->next;
+                    if (c->next) c->next->prev = h;
+                    else j->child->prev = h;
+                    c->next = h;
+                    c = h;
+                }
+            }
+            free(hex);
+        } else if (cJSON_IsObject(c) || cJSON_IsArray(c)) {
+            json_make_utf8(c);
+        }
+    }
+}
+
 void db_print_json(cJSON *j) {
+    json_make_utf8(j);
     char *s = cJSON_PrintUnformatted(j);
     if (s) { fputs(s, stdout); fputc('\n', stdout); free(s); }
     cJSON_Delete(j);

@@ -96,6 +96,28 @@ static void test_ingest_search(void) {
     CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "results")) == 5);
     cJSON_Delete(j);
     free(out);
+    /* a file name that is not UTF-8 (names are bytes): --json stays valid
+     * UTF-8, the name printed lossy with its exact bytes in uri_hex */
+    char *latin = t_path("%s/caf\xe9.jpg", tmp);
+    CHECK_EQ_INT(photos_make_variant(P.paths[2], latin, PV_FLIP), 0);
+    CHECK_EQ_INT(run(NULL, "%s ingest --db %s/latin --model %s -q %s", exe, tmp, model, latin), 0);
+    CHECK_EQ_INT(run(NULL, "%s search --db %s/latin --json -k 1 --image %s | iconv -f UTF-8 -t UTF-8 >/dev/null 2>&1",
+                     exe, tmp, latin), 0);
+    code = run(&out, "%s search --db %s/latin --json -k 1 --image %s", exe, tmp, latin);
+    CHECK_EQ_INT(code, 0);
+    j = cJSON_Parse(out);
+    free(out);
+    if (j) {
+        cJSON *h = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "results"), 0);
+        char *want = t_path("%s/caf\xef\xbf\xbd.jpg", tmp), hex[8192] = "";
+        for (const char *c = latin; *c; c++) snprintf(hex + strlen(hex), 3, "%02x", (unsigned char)*c);
+        CHECK_STR(cJSON_GetObjectItem(h, "uri")->valuestring, want);
+        CHECK(cJSON_IsString(cJSON_GetObjectItem(h, "uri_hex")));
+        if (cJSON_IsString(cJSON_GetObjectItem(h, "uri_hex"))) CHECK_STR(cJSON_GetObjectItem(h, "uri_hex")->valuestring, hex);
+        free(want);
+    } else CHECK(j);
+    cJSON_Delete(j);
+    free(latin);
     /* a bad file: skipped with exit 0 (a line naming it and why); with
      * --strict exit 2 and ok false; the good file of the run is kept */
     char *junk = t_path("%s/junk.jpg", tmp);
