@@ -103,6 +103,11 @@ void pe_image_opts_default(pe_image_opts *o, int size) {
      * RGB photo moves it away from what the model expects (cosine 0.996 vs
      * 1.0000 to the reference on tiny-a's rocket.jpg). CMYK still converts. */
     o->icc = 0;
+    /* Measured on 58 wallpapers (bench/image/bench_shrink; docs/media.md):
+     * k = 2 keeps every embedding within cosine 0.999 of the full decode
+     * while a 5640x3172 JPEG decodes ~3x faster. */
+    o->shrink_on_load = 2;
+    o->shrink_min_side = 1024;
 }
 
 /* ---- libvips errors ------------------------------------------------------ */
@@ -298,20 +303,23 @@ static void src_close(src_ctx *s) {
 }
 
 /* The loader for the sniffed format, header only: sequential access,
- * truncation is an error, page/frame 0. JPEG may be shrunk on load (for
- * thumbnails; 1 = full size). */
-static int load_header(src_ctx *s, int jpeg_shrink, VipsImage **out) {
+ * truncation is an error, page/frame 0. JPEG and WebP may be shrunk on load
+ * by a factor 2, 4 or 8 (1 = full size; other formats ignore it). */
+static int load_header(src_ctx *s, int shrink, VipsImage **out) {
     const VipsAccess acc = VIPS_ACCESS_SEQUENTIAL;
     const VipsFailOn fail = VIPS_FAIL_ON_TRUNCATED;
     int r;
     *out = NULL;
     if (!strcmp(s->fmt, "jpeg"))
         r = vips_jpegload_source(s->src, out, "access", acc, "fail_on", fail, "shrink",
-                                 jpeg_shrink, NULL);
+                                 shrink, NULL);
     else if (!strcmp(s->fmt, "png"))
         r = vips_pngload_source(s->src, out, "access", acc, "fail_on", fail, NULL);
     else if (!strcmp(s->fmt, "gif"))
         r = vips_gifload_source(s->src, out, "access", acc, "fail_on", fail, NULL);
+    else if (!strcmp(s->fmt, "webp") && shrink > 1)
+        r = vips_webpload_source(s->src, out, "access", acc, "fail_on", fail, "scale",
+                                 1.0 / shrink, NULL);
     else if (!strcmp(s->fmt, "webp"))
         r = vips_webpload_source(s->src, out, "access", acc, "fail_on", fail, NULL);
     else if (!strcmp(s->fmt, "tiff"))
@@ -336,6 +344,7 @@ static void fill_info(const src_ctx *s, VipsImage *im, pe_image_info *info) {
     snprintf(info->format, sizeof info->format, "%s", s->fmt);
     info->has_alpha = vips_image_hasalpha(im);
     info->pages = vips_image_get_n_pages(im);
+    info->shrink = 1;
 }
 
 /* The limits, from the header alone. */
@@ -839,6 +848,39 @@ static int resize_image(const src_ctx *s, VipsImage *im, int alpha, int o, int o
     return PERR_OK;
 }
 
+/* ---- shrink-on-load --------------------------------------------------------- */
+
+/* The shrink-on-load factor for a stored W x H image (pe_image_opts): 1, 2,
+ * 4 or 8. The shrunk image keeps its shorter side >= k x the longer output
+ * side, so the antialiased resize that follows still averages >= k x k
+ * decoded pixels per output pixel; what the scaled decode changes is then
+ * below the resize's own rounding for most pixels (docs/media.md). */
+static int shrink_factor(const char *fmt, int W, int H, int out_w, int out_h,
+                         const pe_image_opts *o) {
+    if (o->shrink_on_load <= 0 || (strcmp(fmt, "jpeg") && strcmp(fmt, "webp"))) return 1;
+    int shorter = W < H ? W : H, out = out_w > out_h ? out_w : out_h;
+    if (shorter < o->shrink_min_side) return 1;
+    int64_t need = (int64_t)o->shrink_on_load * out;
+    int f = 1;
+    while (f < 8 && shorter / (f * 2) >= need) f *= 2;
+    return f;
+}
+
+/* Replaces *im (the full-size header just checked) by the same file's
+ * header at 1/f scale: the source is opened again (a memory source costs
+ * nothing; a file is read again from the page cache) and the new header is
+ * checked against the limits too, in case the file changed meanwhile. */
+static int reload_shrunk(src_ctx *s, const char *path, const void *buf, size_t len,
+                         const char *label, const pe_image_limits *lim, int f, VipsImage **im) {
+    g_object_unref(*im);
+    *im = NULL;
+    src_close(s);
+    int rc = src_open(path, buf, len, label, lim, s);
+    if (!rc) rc = load_header(s, f, im);
+    if (!rc) rc = check_header(s, *im, lim);
+    return rc;
+}
+
 /* ---- public: preprocessing ------------------------------------------------ */
 
 static int check_out_size(int w, int h) {
@@ -867,6 +909,13 @@ int pe_image_preprocess_ex(const char *path, const void *buf, size_t len, const 
     if (!rc && o->autorotate) {
         orient = vips_image_get_orientation(im);
         if (orient < 1 || orient > 8) orient = 1;
+    }
+    if (!rc) {
+        int sw = orient_swaps(orient);
+        int f = shrink_factor(s.fmt, im->Xsize, im->Ysize, sw ? o->out_h : o->out_w,
+                              sw ? o->out_w : o->out_h, o);
+        if (f > 1) rc = reload_shrunk(&s, path, buf, len, label, &o->limits, f, &im);
+        if (!rc && info) info->shrink = f;
     }
     int nc = 3, alpha = 0;
     if (!rc) rc = to_srgb8(&s, &im, o->icc, &nc, &alpha);
@@ -1002,17 +1051,11 @@ int pe_image_thumbnail_jpeg(const char *path, int max_side, void **jpeg, size_t 
     rc = load_header(&s, 1, &im);
     if (!rc) rc = check_header(&s, im, &lim);
     int orient = 1, nc = 3, alpha = 0;
-    if (!rc && !strcmp(s.fmt, "jpeg")) {
+    if (!rc && (!strcmp(s.fmt, "jpeg") || !strcmp(s.fmt, "webp"))) {
         /* shrink-on-load: the largest 2^k keeping at least 2 x max_side */
         int longest = im->Xsize > im->Ysize ? im->Xsize : im->Ysize, shrink = 1;
         while (shrink < 8 && longest / (shrink * 2) >= 2 * max_side) shrink *= 2;
-        if (shrink > 1) {
-            g_object_unref(im);
-            im = NULL;
-            src_close(&s);
-            rc = src_open(path, NULL, 0, path, &lim, &s);
-            if (!rc) rc = load_header(&s, shrink, &im);
-        }
+        if (shrink > 1) rc = reload_shrunk(&s, path, NULL, 0, path, &lim, shrink, &im);
     }
     if (!rc) {
         orient = vips_image_get_orientation(im);

@@ -9,6 +9,8 @@
  * intermediate, 22-bit fixed-point weights; RGBA resized premultiplied) ->
  * EXIF orientation applied to the result -> (v/255 - 0.5)/0.5, planar RGB.
  * Peak memory does not grow with the image for JPEG/PNG/WebP/TIFF strips.
+ * Large JPEG/WebP photos are decoded at a reduced scale first (shrink-on-load,
+ * pe_image_opts.shrink_on_load; on by default, off = exact reference path).
  *
  * Thread safety: every function may be called from several threads at once.
  * pe_image_init() runs once (pthread_once); it disables the libvips
@@ -36,6 +38,8 @@ typedef struct pe_image_info {
     char format[16];          /* "jpeg", "png", "webp", "gif", "tiff", "heif" */
     int has_alpha;
     int pages;                /* pages/frames in the file (page 0 is used) */
+    int shrink;               /* preprocessing: decoded at 1/shrink scale (1, 2, 4, 8;
+                                 pe_image_opts.shrink_on_load) */
 } pe_image_info;
 
 /* libvips initialisation; once per process, thread-safe. Every other call
@@ -52,6 +56,19 @@ typedef struct pe_image_opts {
     int autorotate;     /* apply EXIF orientation (default 1) */
     int icc;            /* import embedded RGB/grey ICC profiles to sRGB (default 0:
                            the model's reference ignores them; CMYK always converts) */
+    /* Shrink-on-load (docs/media.md): a large JPEG is decoded at 1/2, 1/4 or
+     * 1/8 scale by libjpeg's scaled IDCT, a large WebP by libwebp's scaler,
+     * and the exact resize then runs from that smaller image. 0 = off: the
+     * reference path, full decode, bit-exact to PIL. k >= 1 (default 2):
+     * the largest factor 2^j <= 8 keeping the shrunk image's shorter side
+     * >= k x the longer output side, and only for images whose shorter side
+     * is >= shrink_min_side (default 1024: smaller ones decode in a few ms,
+     * and so always take the exact path). Embeddings of shrunk photos
+     * stay within cosine 0.999 of the exact path (tests/encoder_image/
+     * test_image_shrink). Orientation, colour, alpha and the info reported
+     * (stored size) do not change. */
+    int shrink_on_load;
+    int shrink_min_side;
 } pe_image_opts;
 
 void pe_image_opts_default(pe_image_opts *o, int size);

@@ -6,13 +6,22 @@
  * median and spread, and a checksum of the pixels so a fast but wrong build
  * shows. One thread; libvips concurrency 1 (as percept runs it).
  *   bench_image [reps=7] [size=384]
+ *
+ * With files or directories after reps and size (real photos, e.g.
+ * /usr/share/backgrounds), prints per file the preprocessing time on the
+ * exact path (full decode, shrink_on_load 0) and with shrink-on-load
+ * (default options) and the factor used, then the mean per image:
+ *   bench_image 3 384 /usr/share/backgrounds
  */
 #define _GNU_SOURCE
 #include "common/perr.h"
 #include "encoder/pe_image.h"
 
+#include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,10 +46,93 @@ static double decode_only(const char *path) {
     return avg;
 }
 
+typedef struct flist { char **v; int n, cap; } flist;
+
+static void add_path(flist *l, const char *p) {
+    struct stat sb;
+    if (stat(p, &sb) != 0) return;
+    if (S_ISDIR(sb.st_mode)) {
+        struct dirent **e = NULL;
+        int n = scandir(p, &e, NULL, alphasort);
+        for (int i = 0; i < n; i++) {
+            if (e[i]->d_name[0] != '.') {
+                char c[4096];
+                snprintf(c, sizeof c, "%s/%s", p, e[i]->d_name);
+                add_path(l, c);
+            }
+            free(e[i]);
+        }
+        free(e);
+        return;
+    }
+    if (l->n == l->cap) l->v = realloc(l->v, sizeof *l->v * (size_t)(l->cap = l->cap ? 2 * l->cap : 64));
+    l->v[l->n++] = strdup(p);
+}
+
+static double median_ms(const char *path, const pe_image_opts *o, int reps, float *out, int *ok) {
+    double t[64];
+    if (reps > 64) reps = 64;
+    *ok = pe_image_preprocess_ex(path, NULL, 0, NULL, o, out, NULL) == PERR_OK; /* warm-up */
+    if (!*ok) return 0;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        pe_image_preprocess_ex(path, NULL, 0, NULL, o, out, NULL);
+        t[r] = (now() - t0) * 1e3;
+    }
+    qsort(t, reps, sizeof t[0], cmp);
+    return t[reps / 2];
+}
+
+/* Per-file table over real photos: exact path against shrink-on-load. */
+static int bench_files(int reps, int size, char **paths, int np) {
+    flist l = {0};
+    for (int i = 0; i < np; i++) add_path(&l, paths[i]);
+    pe_image_opts ex, sh;
+    pe_image_opts_default(&ex, size);
+    ex.shrink_on_load = 0;
+    pe_image_opts_default(&sh, size);
+    float *a = malloc(sizeof(float) * 3 * size * size), *b = malloc(sizeof(float) * 3 * size * size);
+    printf("bench_image: size %d, %d reps (median), 1 thread, libvips %s, shrink_on_load %d, "
+           "min side %d (times on a shared machine are noisy)\n",
+           size, reps, vips_version_string(), sh.shrink_on_load, sh.shrink_min_side);
+    printf("| file | format | size | shrink | exact ms | shrink-on-load ms | max u8 diff |\n");
+    printf("|---|---|---|---|---|---|---|\n");
+    double se = 0, ss = 0;
+    int n = 0;
+    for (int i = 0; i < l.n; i++) {
+        pe_image_info info;
+        if (pe_image_preprocess_ex(l.v[i], NULL, 0, NULL, &ex, a, &info)) {
+            printf("| %s | refused: %s |||||\n", l.v[i], perr_msg());
+            continue;
+        }
+        int oka, okb;
+        double te = median_ms(l.v[i], &ex, reps, a, &oka), ts = median_ms(l.v[i], &sh, reps, b, &okb);
+        if (!oka || !okb) continue;
+        int shorter = info.width < info.height ? info.width : info.height, f = 1;
+        if (sh.shrink_on_load > 0 && shorter >= sh.shrink_min_side &&
+            (!strcmp(info.format, "jpeg") || !strcmp(info.format, "webp")))
+            while (f < 8 && shorter / (f * 2) >= sh.shrink_on_load * size) f *= 2;
+        double md = 0;
+        for (int k = 0; k < 3 * size * size; k++) {
+            double d = fabs((double)a[k] - b[k]) * 127.5;
+            if (d > md) md = d;
+        }
+        const char *nm = strrchr(l.v[i], '/');
+        printf("| %s | %s | %dx%d | 1/%d | %.1f | %.1f | %.0f |\n", nm ? nm + 1 : l.v[i], info.format,
+               info.width, info.height, f, te, ts, md);
+        se += te, ss += ts, n++;
+    }
+    if (n) printf("| mean of %d images | | | | %.1f | %.1f | |\n", n, se / n, ss / n);
+    for (int i = 0; i < l.n; i++) free(l.v[i]);
+    free(l.v), free(a), free(b);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 7, size = argc > 2 ? atoi(argv[2]) : 384;
     if (reps < 1) reps = 1;
     if (pe_image_init()) { fprintf(stderr, "%s\n", perr_msg()); return 1; }
+    if (argc > 3) return bench_files(reps, size, argv + 3, argc - 3);
     const char *fx = getenv("PERCEPT_FIXTURES");
     char src[1024], dir[] = "/tmp/bench_image_XXXXXX";
     snprintf(src, sizeof src, "%s/tiny-a/images/astronaut.png", fx && *fx ? fx : "../shared/pe-fixtures");
