@@ -34,8 +34,7 @@ static int cmd_classify(int argc, char **argv) {
     char *labels_arg = NULL;
     const char *prompt = NULL;
     db_list files = {0}, labels = {0};
-    int json = 0, top = 5, rc = PERR_OK;
-    const char *server = NULL, *token_file = NULL;
+    int top = 5, rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
@@ -43,9 +42,6 @@ static int cmd_classify(int argc, char **argv) {
         const char *s = argv[i];
         int has = i + 1 < argc;
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
-        else if (!strcmp(s, "--json")) json = 1;
-        else if (!strcmp(s, "--server") && has) server = argv[++i];
-        else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--labels") && has) labels_arg = argv[++i];
         else if (!strcmp(s, "--prompt") && has) prompt = argv[++i];
         else if (!strcmp(s, "--top") && has) rc = db_parse_int(argv[++i], "--top", &top);
@@ -54,7 +50,7 @@ static int cmd_classify(int argc, char **argv) {
     }
     if (rc == PERR_OK && !labels_arg) rc = perr_set(PERR_INVALID, "no --labels\n%s", usage_text);
     if (rc == PERR_OK && !files.n) rc = perr_set(PERR_INVALID, "no file to classify\n%s", usage_text);
-    if (rc == PERR_OK && !a.db && !a.model && !server) rc = perr_set(PERR_INVALID, "give --db DIR or --model FILE\n%s", usage_text);
+    if (rc == PERR_OK && !a.db && !a.model && !a.server) rc = perr_set(PERR_INVALID, "give --db DIR or --model FILE\n%s", usage_text);
     /* split the label list on commas, trimming spaces */
     for (char *p = labels_arg; rc == PERR_OK && p && *p;) {
         char *c = strchr(p, ',');
@@ -69,7 +65,7 @@ static int cmd_classify(int argc, char **argv) {
     eng_db *db = NULL;
     pc_client *pc = NULL;
     if (rc == PERR_OK) {
-        if (server) rc = pc_connect_cli(server, token_file, &pc);
+        if (a.server) rc = pc_connect_cli(a.server, a.token_file, &pc);
         else if (a.db) rc = db_open(&a, 0, 1, &db);
         else {
             char *vocab = NULL;
@@ -90,7 +86,7 @@ static int cmd_classify(int argc, char **argv) {
         if (r) {
             failed++;
             fprintf(stderr, "percept classify: %s\n", perr_msg());
-            if (json) {
+            if (a.json) {
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddStringToObject(o, "file", files.v[f]);
                 cJSON_AddStringToObject(o, "error", perr_msg());
@@ -102,7 +98,7 @@ static int cmd_classify(int argc, char **argv) {
         for (int i = 1; i < labels.n; i++) /* insertion sort: few labels */
             for (int j = i; j > 0 && probs[order[j]] > probs[order[j - 1]]; j--) { int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t; }
         int shown = top > 0 && top < labels.n ? top : labels.n;
-        if (json) {
+        if (a.json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "file", files.v[f]);
             cJSON *l = cJSON_AddArrayToObject(o, "labels");
@@ -118,7 +114,7 @@ static int cmd_classify(int argc, char **argv) {
             for (int i = 0; i < shown; i++) printf("  %-24s %.4f\n", labels.v[order[i]], (double)probs[order[i]]);
         }
     }
-    if (rc == PERR_OK && json) {
+    if (rc == PERR_OK && a.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddItemToObject(j, "results", arr);
         db_print_json(j);

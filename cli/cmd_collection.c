@@ -21,18 +21,15 @@ static const char usage_text[] =
 static int cmd_collection(int argc, char **argv) {
     db_args a = {0};
     const char *pos[3] = {0};
-    int npos = 0, json = 0, rc = PERR_OK;
-    const char *factory = NULL, *server = NULL, *token_file = NULL;
+    int npos = 0, rc = PERR_OK;
+    const char *factory = NULL;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
         if (t) continue;
         const char *s = argv[i];
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
-        else if (!strcmp(s, "--json")) json = 1;
         else if (!strcmp(s, "--index") && i + 1 < argc) factory = argv[++i];
-        else if (!strcmp(s, "--server") && i + 1 < argc) server = argv[++i];
-        else if (!strcmp(s, "--token-file") && i + 1 < argc) token_file = argv[++i];
         else if (s[0] == '-' || npos == 3) rc = perr_set(PERR_INVALID, "unexpected %s\n%s", s, usage_text);
         else pos[npos++] = s;
     }
@@ -42,13 +39,13 @@ static int cmd_collection(int argc, char **argv) {
         rc = perr_set(PERR_INVALID, "unknown action\n%s", usage_text);
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, list, &db);
+    if (rc == PERR_OK) rc = a.server ? pc_connect_cli(a.server, a.token_file, &pc) : db_open(&a, 0, list, &db);
     if (rc == PERR_OK) {
         if (list) {
             eng_collection_info *ci = NULL;
             int n = 0;
             rc = pc ? pc_collection_list(pc, &ci, &n) : eng_collection_list(db, &ci, &n);
-            if (rc == PERR_OK && json) {
+            if (rc == PERR_OK && a.json) {
                 cJSON *arr = cJSON_CreateArray();
                 for (int i = 0; i < n; i++) {
                     cJSON *o = cJSON_CreateObject();

@@ -10,10 +10,10 @@
 
 static int cmd_dups(int argc, char **argv) {
     db_args a = {0};
-    const char *coll = NULL, *server = NULL, *token_file = NULL;
+    const char *coll = NULL;
     eng_dup_tier tier = ENG_DUP_NEAR;
     float thr = 0;
-    int json = 0, rc = PERR_OK;
+    int rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
@@ -24,10 +24,7 @@ static int cmd_dups(int argc, char **argv) {
             puts("usage: percept dups (--db DIR | --server HOST:PORT [--token-file F]) [--collection C] [--tier exact|near|similar] [--threshold X] [--json]");
             return CLI_OK;
         }
-        if (!strcmp(s, "--json")) json = 1;
         else if (!strcmp(s, "--collection") && has) coll = argv[++i];
-        else if (!strcmp(s, "--server") && has) server = argv[++i];
-        else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--threshold") && has) rc = db_parse_float(argv[++i], "--threshold", &thr);
         else if (!strcmp(s, "--tier") && has) {
             const char *v = argv[++i];
@@ -40,13 +37,13 @@ static int cmd_dups(int argc, char **argv) {
     if (rc == PERR_OK && (thr < 0 || thr > 1)) rc = perr_set(PERR_INVALID, "--threshold %g: within (0, 1]", thr);
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, 1, &db);
+    if (rc == PERR_OK) rc = a.server ? pc_connect_cli(a.server, a.token_file, &pc) : db_open(&a, 0, 1, &db);
     eng_dups *d = NULL;
     if (rc == PERR_OK) rc = pc ? pc_dups(pc, coll, tier, thr, &d) : eng_find_dups(db, coll, tier, thr, &d);
     pc_close(pc);
     if (rc == PERR_OK) {
         static const char *names[] = {"exact", "near", "similar"};
-        if (json) {
+        if (a.json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddStringToObject(j, "tier", names[tier]);
             cJSON *arr = cJSON_AddArrayToObject(j, "groups");

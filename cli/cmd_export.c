@@ -16,7 +16,8 @@ static int export_one(void *user, const eng_item *it) {
 
 static int cmd_export(int argc, char **argv) {
     db_args a = {0};
-    const char *coll = NULL, *server = NULL, *token_file = NULL;
+    a.no_json = 1;  /* always JSON lines: no --json to take */
+    const char *coll = NULL;
     int rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
@@ -24,13 +25,11 @@ static int cmd_export(int argc, char **argv) {
         if (t) continue;
         if (!strcmp(argv[i], "--help")) { puts("usage: percept export (--db DIR | --server HOST:PORT [--token-file F]) [--collection C]"); return CLI_OK; }
         if (!strcmp(argv[i], "--collection") && i + 1 < argc) coll = argv[++i];
-        else if (!strcmp(argv[i], "--server") && i + 1 < argc) server = argv[++i];
-        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
         else rc = perr_set(PERR_INVALID, "unexpected %s", argv[i]);
     }
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, 1, &db);
+    if (rc == PERR_OK) rc = a.server ? pc_connect_cli(a.server, a.token_file, &pc) : db_open(&a, 0, 1, &db);
     if (rc == PERR_OK) rc = pc ? pc_export(pc, coll, 1, export_one, NULL) : eng_foreach(db, coll, 1, export_one, NULL);
     pc_close(pc);
     int out = rc ? cli_fail("export", rc) : CLI_OK;

@@ -12,23 +12,19 @@ static int cmd_get(int argc, char **argv) {
     db_args a = {0};
     uint64_t id = 0;
     int have = 0, vec = 0, rc = PERR_OK;
-    const char *server = NULL, *token_file = NULL;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
         if (t) continue;
         if (!strcmp(argv[i], "--help")) { puts("usage: percept get (--db DIR | --server HOST:PORT [--token-file F]) [--vector] [--json] ID"); return CLI_OK; }
         if (!strcmp(argv[i], "--vector")) vec = 1;
-        else if (!strcmp(argv[i], "--server") && i + 1 < argc) server = argv[++i];
-        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
-        else if (!strcmp(argv[i], "--json")) continue; /* always JSON */
         else if (!have) { rc = db_parse_u64(argv[i], "ID", &id); have = 1; }
         else rc = perr_set(PERR_INVALID, "one id only");
     }
     if (rc == PERR_OK && !have) rc = perr_set(PERR_INVALID, "usage: percept get --db DIR ID");
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK && server) rc = pc_connect_cli(server, token_file, &pc);
+    if (rc == PERR_OK && a.server) rc = pc_connect_cli(a.server, a.token_file, &pc);
     else if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
     eng_item *it = NULL;
     if (rc == PERR_OK) rc = pc ? pc_get(pc, id, vec, &it) : eng_get(db, id, vec, &it);

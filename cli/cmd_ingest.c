@@ -95,10 +95,9 @@ static int cmd_ingest(int argc, char **argv) {
     o.video = &vo;
     db_list labels = {0}, paths = {0};
     eng_kv meta[256];
-    int n_meta = 0, json = 0, quiet = 0, strict = 0;
+    int n_meta = 0, quiet = 0, strict = 0;
     float set_thr = NAN;
     int rc = PERR_OK;
-    const char *server = NULL, *token_file = NULL;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
@@ -106,11 +105,8 @@ static int cmd_ingest(int argc, char **argv) {
         const char *s = argv[i];
         int has = i + 1 < argc;
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
-        else if (!strcmp(s, "--json")) json = 1;
         else if (!strcmp(s, "--quiet") || !strcmp(s, "-q")) quiet = 1;
         else if (!strcmp(s, "--strict")) strict = 1;
-        else if (!strcmp(s, "--server") && has) server = argv[++i];
-        else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--collection") && has) o.collection = argv[++i];
         else if (!strcmp(s, "--label") && has) rc = db_list_push(&labels, argv[++i]);
         else if (!strcmp(s, "--meta") && has) {
@@ -135,7 +131,7 @@ static int cmd_ingest(int argc, char **argv) {
     if (rc == PERR_OK && (o.batch < 1 || o.batch > 256)) rc = perr_set(PERR_INVALID, "--batch %d: between 1 and 256", o.batch);
     eng_video_opts vdef;
     eng_video_opts_default(&vdef);
-    if (rc == PERR_OK && server && (vo.frames != vdef.frames || vo.segment_frames != vdef.segment_frames || vo.segment_s != vdef.segment_s))
+    if (rc == PERR_OK && a.server && (vo.frames != vdef.frames || vo.segment_frames != vdef.segment_frames || vo.segment_s != vdef.segment_s))
         rc = perr_set(PERR_INVALID, "--frames/--segment-*: not sent over INGEST; the server's video settings apply");
     if (rc == PERR_OK && (vo.frames < 1 || vo.frames > 256)) rc = perr_set(PERR_INVALID, "--frames %d: between 1 and 256", vo.frames);
     if (rc == PERR_OK && (vo.segment_frames < 1 || vo.segment_frames > 16))
@@ -146,9 +142,9 @@ static int cmd_ingest(int argc, char **argv) {
 
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 1, 0, &db);
+    rc = a.server ? pc_connect_cli(a.server, a.token_file, &pc) : db_open(&a, 1, 0, &db);
     if (rc) { db_list_free(&labels); db_list_free(&paths); return cli_fail("ingest", rc); }
-    ing_ui ui = {.tty = isatty(2), .quiet = quiet, .json = json, .failures = cJSON_CreateArray()};
+    ing_ui ui = {.tty = isatty(2), .quiet = quiet, .json = a.json, .failures = cJSON_CreateArray()};
     o.labels = labels.v;
     o.n_labels = labels.n;
     o.meta = meta;
@@ -181,7 +177,7 @@ static int cmd_ingest(int argc, char **argv) {
         snprintf(errmsg, sizeof errmsg, "--strict: %llu file%s failed", (unsigned long long)p.failed,
                  p.failed == 1 ? "" : "s");
     double rate = p.elapsed_s > 0 ? p.done / p.elapsed_s : 0;
-    if (json) {
+    if (a.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "ok", rc == PERR_OK && !strict_failed);
         cJSON_AddNumberToObject(j, "files", (double)p.done);

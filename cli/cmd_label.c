@@ -11,7 +11,8 @@
 
 static int cmd_label(int argc, char **argv) {
     db_args a = {0};
-    const char *action = NULL, *label = NULL, *server = NULL, *token_file = NULL;
+    a.no_json = 1;
+    const char *action = NULL, *label = NULL;
     uint64_t *ids = calloc((size_t)argc + 1, sizeof *ids);
     int n = 0, rc = ids ? PERR_OK : perr_set(PERR_NOMEM, "ids");
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
@@ -19,8 +20,6 @@ static int cmd_label(int argc, char **argv) {
         if (t < 0) { rc = PERR_INVALID; break; }
         if (t) continue;
         if (!strcmp(argv[i], "--help")) { puts("usage: percept label (--db DIR | --server HOST:PORT [--token-file F]) add|rm LABEL ID..."); free(ids); return CLI_OK; }
-        if (!strcmp(argv[i], "--server") && i + 1 < argc) server = argv[++i];
-        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
         else if (!action) action = argv[i];
         else if (!label) label = argv[i];
         else rc = db_parse_u64(argv[i], "ID", &ids[n++]);
@@ -29,7 +28,7 @@ static int cmd_label(int argc, char **argv) {
         rc = perr_set(PERR_INVALID, "usage: percept label --db DIR add|rm LABEL ID...");
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, 0, &db);
+    if (rc == PERR_OK) rc = a.server ? pc_connect_cli(a.server, a.token_file, &pc) : db_open(&a, 0, 0, &db);
     if (rc == PERR_OK && pc) rc = pc_label(pc, label, ids, n, strcmp(action, "add") != 0);
     else if (rc == PERR_OK) rc = !strcmp(action, "add") ? eng_label_add(db, label, ids, n) : eng_label_remove(db, label, ids, n);
     pc_close(pc);

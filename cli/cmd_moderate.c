@@ -37,8 +37,7 @@ static int cmd_moderate(int argc, char **argv) {
     db_args a = {0};
     db_list sets = {0}, files = {0};
     float thr = NAN, set_thr = NAN;
-    int json = 0, k = 5, rc = PERR_OK;
-    const char *server = NULL, *token_file = NULL;
+    int k = 5, rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
@@ -46,9 +45,6 @@ static int cmd_moderate(int argc, char **argv) {
         const char *s = argv[i];
         int has = i + 1 < argc;
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
-        else if (!strcmp(s, "--json")) json = 1;
-        else if (!strcmp(s, "--server") && has) server = argv[++i];
-        else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--set") && has) rc = db_list_push(&sets, argv[++i]);
         else if (!strcmp(s, "--threshold") && has) rc = db_parse_float(argv[++i], "--threshold", &thr);
         else if (!strcmp(s, "--set-threshold") && has) rc = db_parse_float(argv[++i], "--set-threshold", &set_thr);
@@ -61,7 +57,7 @@ static int cmd_moderate(int argc, char **argv) {
     if (rc == PERR_OK && !isnan(thr) && (thr < -1 || thr > 1)) rc = perr_set(PERR_INVALID, "--threshold %g: within [-1, 1]", thr);
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, isnan(set_thr), &db);
+    if (rc == PERR_OK) rc = a.server ? pc_connect_cli(a.server, a.token_file, &pc) : db_open(&a, 0, isnan(set_thr), &db);
     for (int s = 0; rc == PERR_OK && !isnan(set_thr) && s < sets.n; s++)
         rc = pc ? pc_set_threshold(pc, sets.v[s], set_thr) : eng_set_threshold(db, sets.v[s], set_thr);
     int any = 0, failed = 0;
@@ -81,7 +77,7 @@ static int cmd_moderate(int argc, char **argv) {
             continue;
         }
         any |= m->matched;
-        if (json) {
+        if (a.json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "file", files.v[f]);
             cJSON_AddBoolToObject(o, "matched", m->matched);
@@ -103,7 +99,7 @@ static int cmd_moderate(int argc, char **argv) {
         }
         eng_mod_result_free(m);
     }
-    if (rc == PERR_OK && json && files.n) {
+    if (rc == PERR_OK && a.json && files.n) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "matched", any);
         cJSON_AddItemToObject(j, "results", arr);

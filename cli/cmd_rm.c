@@ -12,22 +12,18 @@
 static int cmd_rm(int argc, char **argv) {
     db_args a = {0};
     uint64_t *ids = calloc((size_t)argc + 1, sizeof *ids);
-    int n = 0, json = 0, rc = ids ? PERR_OK : perr_set(PERR_NOMEM, "ids");
-    const char *server = NULL, *token_file = NULL;
+    int n = 0, rc = ids ? PERR_OK : perr_set(PERR_NOMEM, "ids");
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
         if (t) continue;
         if (!strcmp(argv[i], "--help")) { puts("usage: percept rm (--db DIR | --server HOST:PORT [--token-file F]) [--json] ID..."); free(ids); return CLI_OK; }
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--server") && i + 1 < argc) server = argv[++i];
-        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
         else rc = db_parse_u64(argv[i], "ID", &ids[n++]);
     }
     if (rc == PERR_OK && !n) rc = perr_set(PERR_INVALID, "no id given (usage: percept rm --db DIR ID...)");
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK) rc = server ? pc_connect_cli(server, token_file, &pc) : db_open(&a, 0, 0, &db);
+    if (rc == PERR_OK) rc = a.server ? pc_connect_cli(a.server, a.token_file, &pc) : db_open(&a, 0, 0, &db);
     int removed = 0;
     /* Over the server a partial NOT_FOUND carries no count: only the error is printed. */
     int known = rc == PERR_OK && (db || pc);
@@ -36,7 +32,7 @@ static int cmd_rm(int argc, char **argv) {
     pc_close(pc);
     int out = rc ? cli_fail("rm", rc) : CLI_OK;
     if (known) {
-        if (json) {
+        if (a.json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "removed", removed);
             db_print_json(j);

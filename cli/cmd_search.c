@@ -77,8 +77,8 @@ static int cmd_search(int argc, char **argv) {
     eng_query_default(&q);
     db_list colls = {0}, labels = {0};
     eng_kv where[64];
-    int n_where = 0, json = 0, modes = 0;
-    const char *text = NULL, *image = NULL, *vecfile = NULL, *server = NULL, *token_file = NULL, *html = NULL;
+    int n_where = 0, modes = 0;
+    const char *text = NULL, *image = NULL, *vecfile = NULL, *html = NULL;
     uint64_t id = 0;
     int has_id = 0, rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
@@ -88,10 +88,7 @@ static int cmd_search(int argc, char **argv) {
         const char *s = argv[i];
         int has = i + 1 < argc;
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); return CLI_OK; }
-        else if (!strcmp(s, "--json")) json = 1;
-        else if (!strcmp(s, "--server") && has) server = argv[++i];
         else if (!strcmp(s, "--html") && has) html = argv[++i];
-        else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
         else if (!strcmp(s, "--include-self")) q.include_self = 1;
         else if (!strcmp(s, "--text") && has) { text = argv[++i]; modes++; }
         else if ((!strcmp(s, "--image") || !strcmp(s, "--video")) && has) { image = argv[++i]; modes++; }
@@ -114,7 +111,7 @@ static int cmd_search(int argc, char **argv) {
         rc = perr_set(PERR_INVALID, "-k %d: between 1 and 4096", q.k);
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK && server) rc = pc_connect_cli(server, token_file, &pc);
+    if (rc == PERR_OK && a.server) rc = pc_connect_cli(a.server, a.token_file, &pc);
     else if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
     if (rc) { db_list_free(&colls); db_list_free(&labels); return cli_fail("search", rc); }
     q.collections = colls.v;
@@ -150,7 +147,7 @@ static int cmd_search(int argc, char **argv) {
         free(v);
     }
     if (rc == PERR_OK) {
-        if (json) {
+        if (a.json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddItemToObject(j, "results", db_results_json(res));
             db_print_json(j);
@@ -163,7 +160,7 @@ static int cmd_search(int argc, char **argv) {
         char idbuf[24];
         snprintf(idbuf, sizeof idbuf, "%llu", (unsigned long long)id);
         html_query hq = {text ? "text" : image ? "image" : has_id ? "id" : "vector",
-                         text ? text : image ? image : has_id ? idbuf : vecfile, server ? server : a.db};
+                         text ? text : image ? image : has_id ? idbuf : vecfile, a.server ? a.server : a.db};
         rc = html_write_results(html, &hq, res);
     }
     int out = rc ? cli_fail("search", rc) : CLI_OK;

@@ -43,6 +43,8 @@ static int read_token(const char *path, char **out) {
 
 static int cmd_serve(int argc, char **argv) {
     db_args a = {0};
+    a.local_only = 1;  /* its --token-file is the server's own */
+    a.no_json = 1;
     net_server_opts so;
     net_server_opts_default(&so);
     so.handle_signals = 1;

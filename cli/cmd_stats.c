@@ -22,21 +22,17 @@ static uint64_t vector_disk_bytes(int dim) {
 
 static int cmd_stats(int argc, char **argv) {
     db_args a = {0};
-    int json = 0, rc = PERR_OK;
-    const char *server = NULL, *token_file = NULL;
+    int rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
         if (t < 0) { rc = PERR_INVALID; break; }
         if (t) continue;
         if (!strcmp(argv[i], "--help")) { puts("usage: percept stats (--db DIR | --server HOST:PORT [--token-file F]) [--json]"); return CLI_OK; }
-        if (!strcmp(argv[i], "--json")) json = 1;
-        else if (!strcmp(argv[i], "--server") && i + 1 < argc) server = argv[++i];
-        else if (!strcmp(argv[i], "--token-file") && i + 1 < argc) token_file = argv[++i];
         else rc = perr_set(PERR_INVALID, "unexpected %s", argv[i]);
     }
     eng_db *db = NULL;
     pc_client *pc = NULL;
-    if (rc == PERR_OK && server) rc = pc_connect_cli(server, token_file, &pc);
+    if (rc == PERR_OK && a.server) rc = pc_connect_cli(a.server, a.token_file, &pc);
     else if (rc == PERR_OK) rc = db_open(&a, 0, 1, &db);
     eng_stats st;
     eng_info info;
@@ -50,7 +46,7 @@ static int cmd_stats(int argc, char **argv) {
     if (rc == PERR_OK) {
         char fp[17];
         snprintf(fp, sizeof fp, "%016llx", (unsigned long long)info.model_fingerprint);
-        if (json) {
+        if (a.json) {
             cJSON *j = cJSON_CreateObject();
             cJSON_AddNumberToObject(j, "items", (double)st.n_items);
             cJSON_AddNumberToObject(j, "lmdb_bytes", (double)st.lmdb_bytes);

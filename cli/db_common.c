@@ -16,6 +16,9 @@ int db_take_opt(db_args *a, int argc, char **argv, int *i) {
     if (!strcmp(o, "--db")) slot = &a->db;
     else if (!strcmp(o, "--model")) slot = &a->model;
     else if (!strcmp(o, "--vocab")) slot = &a->vocab;
+    else if (!strcmp(o, "--server") && !a->local_only) slot = &a->server;
+    else if (!strcmp(o, "--token-file") && !a->local_only) slot = &a->token_file;
+    else if (!strcmp(o, "--json") && !a->no_json) { a->json = 1; return 1; }
     else if (strcmp(o, "--map-size")) return 0;
     if (*i + 1 >= argc) { perr_set(PERR_INVALID, "%s needs a value", o); return -1; }
     const char *v = argv[++*i];

@@ -13,11 +13,17 @@ typedef struct db_args {
     const char *model;     /* --model FILE */
     const char *vocab;     /* --vocab FILE */
     size_t map_size;       /* --map-size BYTES (hidden; tests) */
+    const char *server;    /* --server HOST:PORT: a percept serve instead of --db */
+    const char *token_file;/* --token-file F */
+    int json;              /* --json */
+    int local_only;        /* set by the command: no --server/--token-file... */
+    int no_json;           /* ...no --json (they are then "unknown options") */
 } db_args;
 
-/* Consumes a database option at argv[*i] (--db, --model, --vocab,
- * --map-size); returns 1 when it did (advancing *i), 0 when argv[*i] is
- * something else, -1 on a missing value (message set). */
+/* Consumes an option every database command shares at argv[*i] (--db,
+ * --model, --vocab, --map-size, --server, --token-file, --json); returns 1
+ * when it did (advancing *i), 0 when argv[*i] is something else, -1 on a
+ * missing value (message set). */
 int db_take_opt(db_args *a, int argc, char **argv, int *i);
 
 /* Opens the database of a command. create: an ingest may create it (the
