@@ -22,7 +22,7 @@ HEADER = struct.Struct("<4sBBHQI")  # magic, version, opcode, flags, id, length
 F_RESPONSE, F_ERROR = 0x1, 0x2
 OPS = {"HELLO": 0x01, "PING": 0x02, "INGEST": 0x10, "SEARCH": 0x11, "CLASSIFY": 0x12,
        "MODERATE": 0x13, "GET": 0x14, "DELETE": 0x15, "LABEL": 0x16, "EMBED": 0x17,
-       "COLLECTIONS": 0x18, "STATS": 0x19, "SNAPSHOT": 0x1A}
+       "COLLECTIONS": 0x18, "STATS": 0x19, "SNAPSHOT": 0x1A, "EXPORT": 0x1B, "DUPS": 0x1C}
 
 
 class PerceptError(Exception):
@@ -289,3 +289,31 @@ class Client:
 
     def snapshot(self):
         return self.call("SNAPSHOT")
+
+    def export(self, collection=None, vector=True, page=256):
+        """Yields every item (the GET map; vector as a list of floats unless
+        vector=False), collection by collection, by id, one EXPORT page
+        (at most `page` items) per request."""
+        req = {"limit": page, "vector": vector}
+        if collection is not None:
+            req["collection"] = collection
+        while True:
+            r = self.call("EXPORT", req)
+            for item in r["items"]:
+                if "vector" in item:
+                    item["vector"] = bin_to_floats(item["vector"])
+                yield item
+            if not r.get("next"):
+                return
+            req["after_collection"] = r["next"]["after_collection"]
+            req["after"] = r["next"]["after"]
+
+    def dups(self, tier="near", collection=None, threshold=None):
+        """Groups of duplicates: [{"ids": [...], "min_score": x}], tier
+        "exact", "near" or "similar"."""
+        req = {"tier": tier}
+        if collection is not None:
+            req["collection"] = collection
+        if threshold is not None:
+            req["threshold"] = threshold
+        return self.call("DUPS", req)["groups"]

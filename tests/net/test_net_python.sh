@@ -9,10 +9,11 @@ cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; 
 trap cleanup EXIT
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 echo "tok-$RANDOM$RANDOM" > "$TMP/token"
+vips copy "$FIX/tiny-a/images/coffee.png" "$TMP/coffee-q90.jpg[Q=90]"  # a near duplicate
 PERCEPT_VOCAB="$FIX/bpe_simple_vocab_16e6.txt.gz" "$PERCEPT_EXE" serve --db "$TMP/db" \
   --model "$FIX/tiny-a/tiny-a.safetensors" --listen "127.0.0.1:$PORT" --token-file "$TMP/token" &
 PID=$!
-PYTHONPATH="$PERCEPT_SRC/clients/python" python3 - "$PORT" "$TMP/token" "$FIX/tiny-a/images" <<'PY'
+PYTHONPATH="$PERCEPT_SRC/clients/python" python3 - "$PORT" "$TMP/token" "$FIX/tiny-a/images" "$TMP/coffee-q90.jpg" <<'PY'
 import math, os, socket, sys, time
 import percept_client as pc
 port, token, images = sys.argv[1], open(sys.argv[2]).read().strip(), sys.argv[3]
@@ -62,13 +63,28 @@ with pc.Client(addr, token=token, timeout=60) as c:
     sent = [c.send("PING") if i % 2 else c.send("EMBED", {"text": "t%d" % i}) for i in range(10)]
     got = sorted(c.recv()[0] for _ in range(10))
     check(got == sorted(sent), "pipelined ids")
+    # EXPORT, paged 2 at a time: every item once, in id order, vectors intact.
+    items = list(c.export(page=2))
+    check(sorted(ids.values()) == [x["id"] for x in items], "export: %r" % [x["id"] for x in items])
+    ex = {x["id"]: x for x in items}
+    check(ex[ids["coffee.png"]]["uri"] == "coffee.png" and
+          max(abs(a - b) for a, b in zip(ex[ids["coffee.png"]]["vector"], v)) < 1e-5, "export: vector == embed")
+    check(all("vector" not in x for x in c.export(vector=False)), "export without vectors")
+    # DUPS: a re-encoded copy of coffee.png is its near duplicate, and the
+    # only one; no two items share bytes.
+    near = c.ingest(data=open(sys.argv[4], "rb").read(), uri="coffee-q90.jpg")["id"]
+    groups = c.dups(tier="near")
+    check([sorted(g["ids"]) for g in groups] == [sorted([ids["coffee.png"], near])] and groups[0]["min_score"] > 0.99,
+          "dups near: %r" % groups)
+    check(c.dups(tier="exact") == [], "dups exact: none")
+    c.delete([near])
     check(c.delete([ids["camera.png"]]) == 1, "delete")
     try:
         c.get(ids["camera.png"]); check(False, "deleted item still there")
     except pc.PerceptError as e:
         check(e.name == "NOT_FOUND", "NOT_FOUND: %s" % e)
     st = c.stats()
-    check(st["db"]["n_items"] == len(names) - 1 and st["server"]["ops"]["INGEST"]["requests"] == len(names), "stats")
+    check(st["db"]["n_items"] == len(names) - 1 and st["server"]["ops"]["INGEST"]["requests"] == len(names) + 1, "stats")
     check([x["name"] for x in c.collections()] == ["default"], "collections")
 print("%d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)
