@@ -13,6 +13,13 @@
  *   tomb   HNSW only: one byte per graph position, 1 = removed. HNSW is
  *          searched through its sub-index (positions), tombstones dropped,
  *          positions translated through the IDMap2's id_map.
+ *   base   Flat only, after idx_load: the file's ids and vectors used in
+ *          place from the read-only mapping (never copied, never written),
+ *          with a tombstone bitmap for rows removed since; ids maps a base
+ *          id to its row (>= 0; -1 for ids in main). main is then the
+ *          in-memory "delta" of vectors added after the load. Searches run
+ *          FAISS's own brute-force kernels on the mapping (idx_flat.cpp)
+ *          and merge with main's results.
  * It never touches storage or the encoder, never aborts on bad input, and
  * never lets FAISS parse file bytes whose checksum it has not verified.
  * Persistence (format byte by byte: docs/index.md) is at the end of this file.
@@ -21,6 +28,7 @@
 #include "index/idx.h"
 
 #include "common/perr.h"
+#include "index/idx_flat.h"
 
 #include <c_api/AutoTune_c.h>
 #include <c_api/IndexFlat_c.h>
@@ -47,7 +55,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <xxhash.h>
 
 enum kind { K_IDMAP, K_IVF, K_HNSW };
 
@@ -60,6 +68,17 @@ typedef struct idmap {
     size_t cap;    /* power of two, or 0 */
     size_t n;
 } idmap;
+
+/* Flat: the rows of the loaded file, used in place (see DESIGN). */
+typedef struct flat_base {
+    const unsigned char *map; /* the whole file, PROT_READ; NULL if none */
+    size_t map_len;
+    const int64_t *ids;       /* n ids, in the mapping */
+    const float *x;           /* n x dim, in the mapping */
+    size_t n;
+    uint8_t *dead;            /* bit r: row r removed; NULL until a remove */
+    size_t n_dead;
+} flat_base;
 
 struct idx {
     char factory[IDX_FACTORY_MAX + 1];
@@ -76,6 +95,7 @@ struct idx {
     idmap ids;
     unsigned char *tomb;  /* HNSW: per graph position */
     size_t tomb_cap, n_tomb;
+    flat_base base;       /* Flat after idx_load (n == 0 otherwise) */
 
     struct { char name[PARAM_NAME_MAX + 1]; double value; } params[PARAMS_MAX];
     int n_params;
@@ -320,6 +340,8 @@ void idx_free(idx *ix) {
     if (ix->buf) faiss_Index_free(ix->buf);
     idmap_free(&ix->ids);
     free(ix->tomb);
+    if (ix->base.map) munmap((void *)ix->base.map, ix->base.map_len);
+    free(ix->base.dead);
     pthread_rwlock_destroy(&ix->rw);
     pthread_mutex_destroy(&ix->train_mu);
     free(ix);
@@ -599,6 +621,28 @@ int idx_remove(idx *ix, const int64_t *ids, size_t n, size_t *removed) {
     for (size_t i = 0; i < n; i++) /* duplicates are harmless: counted once below */
         if (ids[i] >= 0 && idmap_slot(&ix->ids, ids[i]) != SIZE_MAX) present[np++] = ids[i];
     if (!np) goto out;
+    size_t base_cnt = 0;
+    if (ix->base.n) { /* base rows become tombstones; the rest is in main */
+        flat_base *b = &ix->base;
+        if (!b->dead && !(b->dead = calloc((b->n + 7) / 8, 1))) {
+            rc = perr_set(PERR_NOMEM, "idx_remove: tombstones for %zu rows", b->n);
+            goto out;
+        }
+        size_t keep = 0;
+        for (size_t i = 0; i < np; i++) {
+            size_t s = idmap_slot(&ix->ids, present[i]);
+            if (s == SIZE_MAX) continue; /* a duplicate in ids[], already gone */
+            int64_t row = ix->ids.vals[s];
+            if (row < 0) { present[keep++] = present[i]; continue; }
+            b->dead[row >> 3] |= (uint8_t)(1u << (row & 7));
+            b->n_dead++;
+            idmap_del(&ix->ids, present[i]);
+            base_cnt++;
+        }
+        np = keep;
+        if (removed) *removed = base_cnt;
+        if (!np) goto out;
+    }
     if (ix->kind == K_HNSW && ix->trained) {
         size_t cnt = 0;
         for (size_t i = 0; i < np; i++) {
@@ -626,7 +670,7 @@ int idx_remove(idx *ix, const int64_t *ids, size_t n, size_t *removed) {
             rc = perr_set(PERR_INTERNAL, "idx_remove: FAISS removed %zu vectors, %zu ids were present",
                           nrem, cnt);
         }
-        if (removed) *removed = cnt;
+        if (removed) *removed = cnt + base_cnt;
     }
     faiss_IDSelector_free((FaissIDSelector *)sel);
 out:
@@ -642,17 +686,77 @@ static FaissIndex *active(const idx *ix) { return ix->trained ? ix->main : ix->b
 /* Vectors in the FAISS index searched (HNSW: graph size, tombstones too). */
 static size_t raw_total(const idx *ix) {
     if (!ix->trained) return (size_t)faiss_Index_ntotal(ix->buf);
+    if (ix->base.n) /* live base rows (flat_search skips the dead) + delta */
+        return ix->base.n - ix->base.n_dead + (size_t)faiss_Index_ntotal(ix->main);
     if (ix->kind == K_HNSW) return (size_t)faiss_Index_ntotal(graph_of(ix));
     return (size_t)faiss_Index_ntotal(ix->main);
 }
 
 static int searches_graph(const idx *ix) { return ix->trained && ix->kind == K_HNSW; }
 
+static int flat_search(const idx *ix, const float *q, size_t nq, size_t k, float *D, int64_t *I);
+
 /* FAISS k-NN on what ix searches; HNSW labels are graph positions. */
 static int raw_search(const idx *ix, const float *q, size_t nq, size_t k, float *D, int64_t *I) {
+    if (ix->base.n) return flat_search(ix, q, nq, k, D, I);
     FaissIndex *t = searches_graph(ix) ? graph_of(ix) : active(ix);
     if (faiss_Index_search(t, (idx_t)nq, q, (idx_t)k, D, I)) return ferr(PERR_INDEX, "idx_search");
     return PERR_OK;
+}
+
+static inline int base_dead(const flat_base *b, size_t r) {
+    return b->dead && (b->dead[r >> 3] >> (r & 7) & 1);
+}
+
+/* k-NN over a Flat base + delta, labels are our ids. The base goes through
+ * FAISS's knn_inner_product on the mapping: the same kernel (and the same
+ * BLAS switch from 20 queries) as IndexFlatIP::search. Removed rows are
+ * skipped by an IDSelector; for a batch (BLAS) with few removed rows, k +
+ * n_dead rows are fetched without one instead (exact, and keeps BLAS). */
+static int flat_search(const idx *ix, const float *q, size_t nq, size_t k, float *D, int64_t *I) {
+    const flat_base *b = &ix->base;
+    size_t nd = (size_t)faiss_Index_ntotal(ix->main);
+    const uint8_t *dead = b->n_dead ? b->dead : NULL;
+    size_t kb = k;
+    if (dead && nq >= 20 && b->n_dead <= k + 1024) { kb = k + b->n_dead; dead = NULL; }
+    if (kb > b->n && kb > k) kb = b->n > k ? b->n : k;
+    float *Db = D, *Dd = NULL;
+    int64_t *Ib = I, *Id = NULL;
+    int rc = PERR_OK;
+    if (kb != k || nd) {
+        Db = malloc(nq * kb * sizeof *Db);
+        Ib = malloc(nq * kb * sizeof *Ib);
+        if (!Db || !Ib) { rc = perr_set(PERR_NOMEM, "idx_search: %zu x %zu results", nq, kb); goto out; }
+    }
+    if ((rc = idxf_knn(q, nq, b->x, b->n, ix->dim, kb, dead, Db, Ib))) goto out;
+    if (nd) {
+        Dd = malloc(nq * k * sizeof *Dd);
+        Id = malloc(nq * k * sizeof *Id);
+        if (!Dd || !Id) { rc = perr_set(PERR_NOMEM, "idx_search: %zu x %zu results", nq, k); goto out; }
+        if (faiss_Index_search(ix->main, (idx_t)nq, q, (idx_t)k, Dd, Id)) { rc = ferr(PERR_INDEX, "idx_search"); goto out; }
+    }
+    if (Db == D) { /* no delta, no over-fetch: translate in place */
+        for (size_t i = 0; i < nq * k; i++) I[i] = I[i] >= 0 ? b->ids[I[i]] : -1;
+        goto out;
+    }
+    for (size_t qi = 0; qi < nq; qi++) { /* merge, base first on ties */
+        const float *db = Db + qi * kb, *dd = Dd ? Dd + qi * k : NULL;
+        const int64_t *ib = Ib + qi * kb, *id = Id ? Id + qi * k : NULL;
+        float *od = D + qi * k;
+        int64_t *oi = I + qi * k;
+        size_t jb = 0, jd = 0;
+        for (size_t o = 0; o < k; o++) {
+            while (jb < kb && ib[jb] >= 0 && base_dead(b, (size_t)ib[jb])) jb++;
+            int hb = jb < kb && ib[jb] >= 0, hd = id && jd < k && id[jd] >= 0;
+            if (hb && (!hd || db[jb] >= dd[jd])) { od[o] = db[jb]; oi[o] = b->ids[ib[jb++]]; }
+            else if (hd) { od[o] = dd[jd]; oi[o] = id[jd++]; }
+            else { od[o] = -INFINITY; oi[o] = -1; }
+        }
+    }
+out:
+    if (Db != D) { free(Db); free(Ib); }
+    free(Dd); free(Id);
+    return rc;
 }
 
 /* Our id for a raw label, or -1 if none (padding, tombstone). */
@@ -837,8 +941,11 @@ static int search_scan(const idx *ix, const float *q, size_t nq, int k,
         if (a < n_allowed) {
             size_t s = idmap_slot(&ix->ids, allowed[a]);
             if (s == SIZE_MAX) continue;
-            int frc = graph ? faiss_Index_reconstruct(graph, ix->ids.vals[s], blk + nb * d)
-                            : faiss_Index_reconstruct(src, allowed[a], blk + nb * d);
+            int64_t row = ix->ids.vals[s];
+            int frc = 0;
+            if (graph) frc = faiss_Index_reconstruct(graph, row, blk + nb * d);
+            else if (ix->base.n && row >= 0) memcpy(blk + nb * d, ix->base.x + (size_t)row * d, d * sizeof *blk);
+            else frc = faiss_Index_reconstruct(src, allowed[a], blk + nb * d);
             if (frc) { rc = ferr(PERR_INDEX, "idx_search_filtered: reconstruct"); goto out; }
             bid[nb++] = allowed[a];
             if (nb < BLK) continue;
@@ -939,11 +1046,30 @@ static int hits_finish(hit *h, size_t n, size_t max, idx_hits *out) {
 
 static int range_native(const idx *ix, const float *q, float min_score, size_t max,
                         idx_hits *out) {
+    hit *bh = NULL;
+    size_t nbh = 0;
+    if (ix->base.n) { /* the mapped Flat base, then the delta below */
+        float *bd;
+        int64_t *bi;
+        const flat_base *b = &ix->base;
+        int rc = idxf_range(q, b->x, b->n, ix->dim, min_score, b->n_dead ? b->dead : NULL,
+                            &nbh, &bd, &bi);
+        if (rc) return rc;
+        bh = malloc((nbh ? nbh : 1) * sizeof *bh);
+        if (!bh) { free(bd); free(bi); return perr_set(PERR_NOMEM, "idx_range_search: %zu hits", nbh); }
+        size_t m = 0;
+        for (size_t i = 0; i < nbh; i++)
+            if (bi[i] >= 0 && bd[i] > min_score) { bh[m].s = bd[i]; bh[m++].id = b->ids[bi[i]]; }
+        nbh = m;
+        free(bd); free(bi);
+        if (!faiss_Index_ntotal(ix->main)) return hits_finish(bh, nbh, max, out);
+    }
     FaissRangeSearchResult *r = NULL;
-    if (faiss_RangeSearchResult_new(&r, 1)) return ferr(PERR_NOMEM, "idx_range_search");
+    if (faiss_RangeSearchResult_new(&r, 1)) { free(bh); return ferr(PERR_NOMEM, "idx_range_search"); }
     if (faiss_Index_range_search(active(ix), 1, q, min_score, r)) {
         int rc = ferr(PERR_INDEX, "idx_range_search");
         faiss_RangeSearchResult_free(r);
+        free(bh);
         return rc;
     }
     size_t *lims;
@@ -952,9 +1078,11 @@ static int range_native(const idx *ix, const float *q, float min_score, size_t m
     faiss_RangeSearchResult_lims(r, &lims);
     faiss_RangeSearchResult_labels(r, &labels, &dist);
     size_t n = lims[1] - lims[0];
-    hit *h = malloc((n ? n : 1) * sizeof *h);
-    if (!h) { faiss_RangeSearchResult_free(r); return perr_set(PERR_NOMEM, "idx_range_search"); }
-    size_t m = 0;
+    hit *h = malloc((n + nbh ? n + nbh : 1) * sizeof *h);
+    if (!h) { faiss_RangeSearchResult_free(r); free(bh); return perr_set(PERR_NOMEM, "idx_range_search"); }
+    if (nbh) memcpy(h, bh, nbh * sizeof *h);
+    free(bh);
+    size_t m = nbh;
     for (size_t i = lims[0]; i < lims[1]; i++)
         if (labels[i] >= 0 && dist[i] > min_score) { h[m].s = dist[i]; h[m++].id = labels[i]; }
     faiss_RangeSearchResult_free(r);
@@ -1044,56 +1172,95 @@ int idx_set_param(idx *ix, const char *name, double value) {
  *
  * File = 64-byte header, then the payload (docs/index.md):
  *   0  magic "PCPTIDX1"          8 bytes
- *   8  format version  u32       IDX_FORMAT_VERSION
+ *   8  format version  u32       IDX_FORMAT_VERSION (2)
  *  12  dim             u32
  *  16  covered_seq     u64
- *  24  flags           u32       bit 0: trained
+ *  24  flags           u32       bit 0: trained; bit 1: raw Flat payload
  *  28  factory_len     u32       <= IDX_FACTORY_MAX
- *  32  main_len        u64       bytes of the FAISS main index
+ *  32  main            u64       FAISS layout: bytes of the FAISS main index;
+ *                                raw Flat: number of rows
  *  40  buf_len         u64       bytes of the FAISS side buffer (0 if trained)
  *  48  n_tomb          u32       HNSW tombstone positions (u64 each)
  *  52  n_params        u32       search parameters (40 bytes each)
- *  56  payload_crc     u32       zlib crc32 of every byte from 64 to the end
- *  60  header_crc      u32       zlib crc32 of bytes 0..59
- * payload: factory | main | buf | n_tomb x u64 | n_params x (name[32], f64)
+ *  56  check           u64       XXH3-64 of bytes 0..55, seeded with the
+ *                                XXH3-64 of every byte from 64 to the end
+ * FAISS layout: factory | main | buf | n_tomb x u64 | n_params x (name[32], f64)
+ * raw Flat ("Flat" only, used in place by idx_load):
+ *   factory | params | zeros to a 4096 multiple | ids (n x i64)
+ *   | zeros to a 4096 multiple | vectors (n x dim x f32, row-major)
  * All integers little-endian. The file size must equal exactly the sum.
  */
 
 #define HDR_SIZE 64
 #define PARAM_REC 40
+#define PAGE_ALIGN 4096
+#define FLAG_TRAINED 1u
+#define FLAG_RAW_FLAT 2u
 static const char MAGIC[8] = {'P', 'C', 'P', 'T', 'I', 'D', 'X', '1'};
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+               "the raw Flat layout is used in place: little-endian hosts only");
 
 static void put32(unsigned char *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static void put64(unsigned char *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i)); }
 static uint32_t get32(const unsigned char *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
 static uint64_t get64(const unsigned char *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
 
-/* A FILE* that writes to fd, counting bytes and computing the crc. */
+static uint64_t align_up(uint64_t v) { return (v + PAGE_ALIGN - 1) / PAGE_ALIGN * PAGE_ALIGN; }
+
+/* Payload writer: to fd, counting bytes and hashing them. */
 typedef struct {
     int fd;
     uint64_t n;
-    uLong crc;
+    XXH3_state_t *h;
     int err;
-} crc_sink;
+} hash_sink;
 
-static ssize_t sink_write(void *c, const char *b, size_t len) {
-    crc_sink *s = c;
+static int sink_put(hash_sink *s, const void *buf, size_t len) {
+    const char *b = buf;
     size_t done = 0;
     while (done < len) {
-        ssize_t w = write(s->fd, b + done, len - done);
+        size_t chunk = len - done < ((size_t)1 << 30) ? len - done : ((size_t)1 << 30);
+        ssize_t w = write(s->fd, b + done, chunk);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) { s->err = w < 0 ? errno : EIO; return done ? (ssize_t)done : -1; }
+        if (w <= 0) { s->err = w < 0 ? errno : EIO; return -1; }
         done += (size_t)w;
     }
-    s->crc = crc32_z(s->crc, (const Bytef *)b, len);
+    XXH3_64bits_update(s->h, buf, len);
     s->n += len;
-    return (ssize_t)len;
+    return 0;
 }
 
-static int write_payload(const idx *ix, FILE *f, crc_sink *s, uint64_t *main_len, uint64_t *buf_len) {
-    size_t flen = strlen(ix->factory);
-    if (fwrite(ix->factory, 1, flen, f) != flen) return -1;
-    if (fflush(f)) return -1;
+static int sink_zeros(hash_sink *s, uint64_t n) {
+    static const unsigned char z[PAGE_ALIGN];
+    while (n) {
+        size_t c = n < sizeof z ? (size_t)n : sizeof z;
+        if (sink_put(s, z, c)) return -1;
+        n -= c;
+    }
+    return 0;
+}
+
+/* fopencookie write callback for FAISS's writer. */
+static ssize_t sink_write(void *c, const char *b, size_t len) {
+    return sink_put(c, b, len) ? -1 : (ssize_t)len;
+}
+
+static int write_params(const idx *ix, hash_sink *s) {
+    unsigned char rec[PARAM_REC];
+    for (int i = 0; i < ix->n_params; i++) {
+        memset(rec, 0, sizeof rec);
+        memcpy(rec, ix->params[i].name, strlen(ix->params[i].name));
+        uint64_t bits;
+        memcpy(&bits, &ix->params[i].value, 8);
+        put64(rec + 32, bits);
+        if (sink_put(s, rec, PARAM_REC)) return -1;
+    }
+    return 0;
+}
+
+/* FAISS layout; the caller wrote the factory. */
+static int write_faiss(const idx *ix, FILE *f, hash_sink *s, uint64_t *main_len, uint64_t *buf_len) {
     uint64_t at = s->n;
     if (faiss_write_index(ix->main, f)) return ferr(PERR_IO, "idx_save: main index");
     if (fflush(f)) return -1;
@@ -1104,31 +1271,68 @@ static int write_payload(const idx *ix, FILE *f, crc_sink *s, uint64_t *main_len
         if (fflush(f)) return -1;
     }
     *buf_len = s->n - at;
-    unsigned char rec[PARAM_REC];
+    unsigned char rec[8];
     if (ix->kind == K_HNSW && ix->trained) {
         size_t np = (size_t)faiss_Index_ntotal(graph_of(ix));
         for (size_t p = 0; p < np; p++) {
             if (!ix->tomb[p]) continue;
             put64(rec, p);
-            if (fwrite(rec, 1, 8, f) != 8) return -1;
+            if (sink_put(s, rec, 8)) return -1;
         }
     }
-    for (int i = 0; i < ix->n_params; i++) {
-        memset(rec, 0, sizeof rec);
-        memcpy(rec, ix->params[i].name, strlen(ix->params[i].name));
-        uint64_t bits;
-        memcpy(&bits, &ix->params[i].value, 8);
-        put64(rec + 32, bits);
-        if (fwrite(rec, 1, PARAM_REC, f) != PARAM_REC) return -1;
-    }
-    return fflush(f) ? -1 : 0;
+    return write_params(ix, s);
 }
+
+/* Raw Flat layout: live base rows (in row order), then the delta; the
+ * caller wrote the factory. *rows gets the row count. */
+static int write_flat(const idx *ix, hash_sink *s, uint64_t *rows) {
+    const flat_base *b = &ix->base;
+    const float *dx = NULL;
+    idx_t *did = NULL;
+    size_t nd = 0, ndx = 0;
+    FaissIndex *sub = faiss_IndexIDMap2_sub_index(ix->main);
+    faiss_IndexFlat_xb(faiss_IndexFlat_cast(sub), (float **)&dx, &ndx);
+    faiss_IndexIDMap2_id_map(ix->main, &did, &nd);
+    if (ndx != nd * (size_t)ix->dim)
+        return perr_set(PERR_INTERNAL, "idx_save: Flat index of %zu floats for %zu ids", ndx, nd);
+    *rows = b->n - b->n_dead + nd;
+    if (write_params(ix, s) || sink_zeros(s, align_up(HDR_SIZE + s->n) - (HDR_SIZE + s->n)))
+        return -1;
+    enum { CH = 8192 };
+    int64_t ch[CH];
+    size_t m = 0;
+    for (size_t r = 0; r < b->n; r++) {
+        if (base_dead(b, r)) continue;
+        ch[m++] = b->ids[r];
+        if (m == CH) { if (sink_put(s, ch, m * 8)) return -1; m = 0; }
+    }
+    if (m && sink_put(s, ch, m * 8)) return -1;
+    if (nd && sink_put(s, did, nd * 8)) return -1;
+    if (sink_zeros(s, align_up(HDR_SIZE + s->n) - (HDR_SIZE + s->n))) return -1;
+    size_t row_bytes = (size_t)ix->dim * sizeof(float);
+    for (size_t r = 0; r < b->n;) { /* runs of live rows straight from the mapping */
+        if (base_dead(b, r)) { r++; continue; }
+        size_t e = r + 1;
+        while (e < b->n && !base_dead(b, e)) e++;
+        if (sink_put(s, b->x + r * (size_t)ix->dim, (e - r) * row_bytes)) return -1;
+        r = e;
+    }
+    if (nd && sink_put(s, dx, nd * row_bytes)) return -1;
+    return 0;
+}
+
+static int is_raw_flat(const char *factory) { return !strcmp(factory, "Flat"); }
 
 int idx_save(const idx *ix, const char *path, uint64_t covered_seq) {
     if (!path || !*path) return perr_set(PERR_INVALID, "idx_save: empty path");
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 16), *dircopy = strdup(path);
-    if (!tmp || !dircopy) { free(tmp); free(dircopy); return perr_set(PERR_NOMEM, "idx_save"); }
+    XXH3_state_t *hs = XXH3_createState();
+    if (!tmp || !dircopy || !hs) {
+        free(tmp); free(dircopy); XXH3_freeState(hs);
+        return perr_set(PERR_NOMEM, "idx_save");
+    }
+    XXH3_64bits_reset(hs);
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
     int rc = PERR_OK;
     FILE *f = NULL;
@@ -1136,11 +1340,14 @@ int idx_save(const idx *ix, const char *path, uint64_t covered_seq) {
     if (fd < 0) { rc = perr_errno(errno, "idx_save: create %s", tmp); goto out_nofile; }
     fchmod(fd, 0644);
     unsigned char hdr[HDR_SIZE] = {0};
-    crc_sink sink = {.fd = fd, .crc = crc32_z(0, NULL, 0)};
+    hash_sink sink = {.fd = fd, .h = hs};
     if (lseek(fd, HDR_SIZE, SEEK_SET) != HDR_SIZE) { rc = perr_errno(errno, "idx_save: %s", tmp); goto out; }
-    cookie_io_functions_t io = {.write = sink_write};
-    f = fopencookie(&sink, "w", io);
-    if (!f) { rc = perr_errno(errno, "idx_save: %s", tmp); goto out; }
+    int raw = is_raw_flat(ix->factory);
+    if (!raw) {
+        cookie_io_functions_t io = {.write = sink_write};
+        f = fopencookie(&sink, "w", io);
+        if (!f) { rc = perr_errno(errno, "idx_save: %s", tmp); goto out; }
+    }
     apply_threads();
 
     rdlock(ix);
@@ -1149,28 +1356,30 @@ int idx_save(const idx *ix, const char *path, uint64_t covered_seq) {
     int n_params = ix->n_params, trained = ix->trained, wrc;
     if (ix->n_tomb > UINT32_MAX) wrc = perr_set(PERR_TOO_LARGE, "idx_save: too many tombstones, rebuild");
     else if (ix->broken) wrc = perr_set(PERR_INDEX, "idx_save: index damaged by an earlier failure, rebuild it");
-    else wrc = write_payload(ix, f, &sink, &main_len, &buf_len);
+    else if (sink_put(&sink, ix->factory, strlen(ix->factory))) wrc = -1;
+    else if (raw) wrc = write_flat(ix, &sink, &main_len);
+    else wrc = write_faiss(ix, f, &sink, &main_len, &buf_len);
     unlock(ix);
+    if (!wrc && f && fflush(f)) wrc = -1;
     if (wrc) {
         rc = sink.err ? perr_errno(sink.err, "idx_save: write %s", tmp)
              : wrc < 0 ? perr_set(PERR_IO, "idx_save: write %s", tmp) : wrc;
         goto out;
     }
-    if (fclose(f)) { f = NULL; rc = perr_errno(sink.err ? sink.err : EIO, "idx_save: write %s", tmp); goto out; }
+    if (f && fclose(f)) { f = NULL; rc = perr_errno(sink.err ? sink.err : EIO, "idx_save: write %s", tmp); goto out; }
     f = NULL;
 
     memcpy(hdr, MAGIC, 8);
     put32(hdr + 8, IDX_FORMAT_VERSION);
     put32(hdr + 12, (uint32_t)ix->dim);
     put64(hdr + 16, covered_seq);
-    put32(hdr + 24, trained ? 1 : 0);
+    put32(hdr + 24, (trained ? FLAG_TRAINED : 0) | (raw ? FLAG_RAW_FLAT : 0));
     put32(hdr + 28, (uint32_t)strlen(ix->factory));
     put64(hdr + 32, main_len);
     put64(hdr + 40, buf_len);
     put32(hdr + 48, n_tomb);
     put32(hdr + 52, (uint32_t)n_params);
-    put32(hdr + 56, (uint32_t)sink.crc);
-    put32(hdr + 60, (uint32_t)crc32_z(crc32_z(0, NULL, 0), hdr, 60));
+    put64(hdr + 56, XXH3_64bits_withSeed(hdr, 56, XXH3_64bits_digest(hs)));
     if (pwrite(fd, hdr, HDR_SIZE, 0) != HDR_SIZE) { rc = perr_errno(errno ? errno : EIO, "idx_save: header of %s", tmp); goto out; }
     if (fsync(fd)) { rc = perr_errno(errno, "idx_save: fsync %s", tmp); goto out; }
     if (close(fd)) { fd = -1; rc = perr_errno(errno, "idx_save: close %s", tmp); goto out; }
@@ -1179,14 +1388,14 @@ int idx_save(const idx *ix, const char *path, uint64_t covered_seq) {
     int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0 || fsync(dfd)) rc = perr_errno(errno, "idx_save: fsync directory of %s", path);
     if (dfd >= 0) close(dfd);
-    free(tmp); free(dircopy);
+    free(tmp); free(dircopy); XXH3_freeState(hs);
     return rc;
 out:
     if (f) fclose(f);
     if (fd >= 0) close(fd);
     unlink(tmp);
 out_nofile:
-    free(tmp); free(dircopy);
+    free(tmp); free(dircopy); XXH3_freeState(hs);
     return rc;
 }
 
@@ -1304,6 +1513,33 @@ static int adopt(idx *ix, const char *path, const unsigned char *tomb, uint32_t 
     return PERR_OK;
 }
 
+/* Raw Flat layout: the rows stay in the mapping p (ix takes it over on
+ * success); main becomes the empty in-memory delta. */
+static int adopt_flat(idx *ix, const char *path, const unsigned char *p, uint64_t size,
+                      uint64_t ids_at, uint64_t x_at, uint64_t rows) {
+    enum kind kind;
+    int rc = new_faiss(ix, &ix->main, &kind);
+    if (rc) return perr_prefix(PERR_FORMAT, "idx_load: %s", path);
+    ix->kind = kind;
+    if ((rc = apply_params(ix, ix->main))) return perr_prefix(PERR_FORMAT, "idx_load: %s", path);
+    ix->train_size = 0;
+    if (!rows) return PERR_OK;
+    const int64_t *ids = (const int64_t *)(p + ids_at);
+    if ((rc = idmap_grow(&ix->ids, rows))) return rc;
+    for (uint64_t r = 0; r < rows; r++) {
+        if (ids[r] < 0 || idmap_slot(&ix->ids, ids[r]) != SIZE_MAX)
+            return perr_set(PERR_FORMAT, "idx_load: %s: invalid or duplicate id %" PRId64 " (row %" PRIu64 ")",
+                            path, ids[r], r);
+        idmap_put_new(&ix->ids, ids[r], (int64_t)r);
+    }
+    ix->base.map = p;
+    ix->base.map_len = size;
+    ix->base.ids = ids;
+    ix->base.x = (const float *)(p + x_at);
+    ix->base.n = rows;
+    return PERR_OK;
+}
+
 int idx_load(const char *path, const idx_opts *opts, idx **out, uint64_t *covered_seq) {
     if (!out) return perr_set(PERR_INVALID, "idx_load: NULL out");
     *out = NULL;
@@ -1319,69 +1555,92 @@ int idx_load(const char *path, const idx_opts *opts, idx **out, uint64_t *covere
         return perr_set(PERR_FORMAT, "idx_load: %s: %" PRIu64 " bytes, shorter than the %d-byte header",
                         path, size, HDR_SIZE);
     }
-    const unsigned char *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    /* MAP_POPULATE: one pass building the page tables beats a fault per
+     * page during the hash and the first search (the file is usually in
+     * the page cache). */
+    const unsigned char *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return perr_errno(errno, "idx_load: mmap %s", path);
-    madvise((void *)p, size, MADV_SEQUENTIAL);
     idx *ix = NULL;
-    int rc = PERR_OK;
+    int rc = PERR_OK, keep_map = 0;
 
     if (memcmp(p, MAGIC, 8)) { rc = perr_set(PERR_FORMAT, "idx_load: %s: bad magic at byte 0 (not a percept index file)", path); goto out; }
-    if (get32(p + 60) != (uint32_t)crc32_z(crc32_z(0, NULL, 0), p, 60)) {
-        rc = perr_set(PERR_FORMAT, "idx_load: %s: header checksum mismatch (bytes 0..59)", path);
-        goto out;
-    }
     uint32_t version = get32(p + 8), dim = get32(p + 12), flags = get32(p + 24), flen = get32(p + 28);
     uint64_t seq = get64(p + 16), main_len = get64(p + 32), buf_len = get64(p + 40);
-    uint32_t n_tomb = get32(p + 48), n_params = get32(p + 52), pcrc = get32(p + 56);
+    uint32_t n_tomb = get32(p + 48), n_params = get32(p + 52);
+    /* The version comes before the checksum: another version may check
+     * its bytes differently (version 1 used crc32). */
     if (version != IDX_FORMAT_VERSION) {
         rc = perr_set(PERR_VERSION, "idx_load: %s: format version %u, this build reads %d", path, version, IDX_FORMAT_VERSION);
         goto out;
     }
-    if (dim < 1 || dim > IDX_DIM_MAX || flen < 1 || flen > IDX_FACTORY_MAX || (flags & ~1u) ||
-        n_params > PARAMS_MAX || main_len > size || buf_len > size) {
+    int raw = (flags & FLAG_RAW_FLAT) != 0;
+    if (dim < 1 || dim > IDX_DIM_MAX || flen < 1 || flen > IDX_FACTORY_MAX ||
+        (flags & ~(FLAG_TRAINED | FLAG_RAW_FLAT)) || n_params > PARAMS_MAX || main_len > size ||
+        buf_len > size || (raw && (buf_len || n_tomb || !(flags & FLAG_TRAINED)))) {
         rc = perr_set(PERR_FORMAT, "idx_load: %s: header fields out of range (dim %u, factory %u bytes, flags %#x, params %u)",
                       path, dim, flen, flags, n_params);
         goto out;
     }
-    uint64_t want = HDR_SIZE + (uint64_t)flen + main_len + buf_len + 8 * (uint64_t)n_tomb +
-                    PARAM_REC * (uint64_t)n_params;
+    uint64_t want, ids_at = 0, x_at = 0;
+    if (raw) { /* main_len is the row count; main_len <= size bounds the products */
+        ids_at = align_up(HDR_SIZE + (uint64_t)flen + PARAM_REC * (uint64_t)n_params);
+        x_at = align_up(ids_at + 8 * main_len);
+        want = x_at + (uint64_t)dim * 4 * main_len;
+    } else {
+        want = HDR_SIZE + (uint64_t)flen + main_len + buf_len + 8 * (uint64_t)n_tomb +
+               PARAM_REC * (uint64_t)n_params;
+    }
     if (want != size) {
         rc = perr_set(PERR_FORMAT, "idx_load: %s: %" PRIu64 " bytes, header declares %" PRIu64 "%s",
                       path, size, want, size < want ? " (truncated)" : "");
         goto out;
     }
-    if ((uint32_t)crc32_z(crc32_z(0, NULL, 0), p + HDR_SIZE, size - HDR_SIZE) != pcrc) {
-        rc = perr_set(PERR_FORMAT, "idx_load: %s: payload checksum mismatch (bytes 64..%" PRIu64 ")", path, size);
+    if (XXH3_64bits_withSeed(p, 56, XXH3_64bits(p + HDR_SIZE, size - HDR_SIZE)) != get64(p + 56)) {
+        rc = perr_set(PERR_FORMAT, "idx_load: %s: checksum mismatch (bytes 0..%" PRIu64 ")", path, size);
         goto out;
     }
     char factory[IDX_FACTORY_MAX + 1];
     memcpy(factory, p + HDR_SIZE, flen);
     factory[flen] = 0;
     if (strlen(factory) != flen) { rc = perr_set(PERR_FORMAT, "idx_load: %s: NUL in factory string", path); goto out; }
+    if (raw != is_raw_flat(factory)) {
+        rc = perr_set(PERR_FORMAT, "idx_load: %s: %s payload for factory %s", path, raw ? "raw Flat" : "FAISS", factory);
+        goto out;
+    }
     if ((rc = idx_alloc(factory, (int)dim, opts, &ix))) { rc = perr_prefix(PERR_FORMAT, "idx_load: %s", path); goto out; }
-    ix->trained = flags & 1;
+    ix->trained = flags & FLAG_TRAINED;
     apply_threads();
-    const unsigned char *at = p + HDR_SIZE + flen;
-    if ((rc = read_blob(path, "main index", at, main_len, &ix->main))) goto out;
-    at += main_len;
-    if (buf_len && (rc = read_blob(path, "side buffer", at, buf_len, &ix->buf))) goto out;
-    at += buf_len;
-    const unsigned char *tomb = at;
-    at += 8 * (size_t)n_tomb;
-    for (uint32_t i = 0; i < n_params; i++, at += PARAM_REC) {
-        if (memchr(at, 0, 32) == NULL || !at[0]) { rc = perr_set(PERR_FORMAT, "idx_load: %s: bad parameter name", path); goto out; }
-        memcpy(ix->params[i].name, at, 32);
-        uint64_t bits = get64(at + 32);
+    const unsigned char *at = p + HDR_SIZE + flen, *tomb = NULL, *params;
+    if (raw) {
+        params = at;
+    } else {
+        if ((rc = read_blob(path, "main index", at, main_len, &ix->main))) goto out;
+        at += main_len;
+        if (buf_len && (rc = read_blob(path, "side buffer", at, buf_len, &ix->buf))) goto out;
+        at += buf_len;
+        tomb = at;
+        params = at + 8 * (size_t)n_tomb;
+    }
+    for (uint32_t i = 0; i < n_params; i++, params += PARAM_REC) {
+        if (memchr(params, 0, 32) == NULL || !params[0]) { rc = perr_set(PERR_FORMAT, "idx_load: %s: bad parameter name", path); goto out; }
+        memcpy(ix->params[i].name, params, 32);
+        uint64_t bits = get64(params + 32);
         memcpy(&ix->params[i].value, &bits, 8);
     }
     ix->n_params = (int)n_params;
-    if ((rc = adopt(ix, path, tomb, n_tomb))) goto out;
+    if (raw) {
+        if ((rc = adopt_flat(ix, path, p, size, ids_at, x_at, main_len))) goto out;
+        keep_map = main_len > 0;
+    } else if ((rc = adopt(ix, path, tomb, n_tomb))) {
+        goto out;
+    }
     if (covered_seq) *covered_seq = seq;
     *out = ix;
     ix = NULL;
 out:
-    munmap((void *)p, size);
+    if (ix && ix->base.map) { ix->base.map = NULL; keep_map = 0; } /* unmapped below */
+    if (!keep_map) munmap((void *)p, size);
     idx_free(ix);
     return rc;
 }

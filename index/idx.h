@@ -63,7 +63,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IDX_FORMAT_VERSION 1
+#define IDX_FORMAT_VERSION 2
 #define IDX_FACTORY_MAX    255    /* factory string, bytes */
 #define IDX_DIM_MAX        16384  /* vector dimension */
 #define IDX_K_MAX          4096   /* k of one search */
