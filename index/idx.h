@@ -31,6 +31,15 @@
  * the index from storage when it grows (e.g. above 0.2). Removing from a
  * Flat/SQ index compacts the whole array (O(count)): remove in batches.
  *
+ * Flat after idx_load: the file's rows are used in place from a read-only
+ * mapping (the "base", never copied); vectors added later go to an
+ * in-memory FAISS Flat "delta"; removing a base row sets its bit in a
+ * tombstone bitmap (not counted in idx_stats.tombstones, which is HNSW's).
+ * Searches run FAISS's knn_inner_product / range_search_inner_product over
+ * the mapping and merge the delta's results; counts, contains, filters and
+ * removes stay exact. idx_save writes the live rows as a fresh file; the
+ * idx keeps its old mapping (docs/index.md).
+ *
  * Ids are >= 0 and unique within an index: adding an id already present
  * fails with PERR_EXISTS (remove it first to replace its vector). -1 marks a
  * missing result.
@@ -53,8 +62,9 @@
  * Errors: int perr codes (common/perr.h), message in perr_msg(). FAISS's
  * exceptions arrive as error codes through its C API; their text is kept:
  * PERR_INVALID for a bad factory string or argument, PERR_FORMAT for a file
- * that is not a valid index file (bad magic, version, length, checksum, or a
- * FAISS payload that does not parse), PERR_INDEX for any other FAISS failure,
+ * that is not a valid index file (bad magic, length, checksum, or a FAISS
+ * payload that does not parse), PERR_VERSION for another file format
+ * version, PERR_INDEX for any other FAISS failure,
  * PERR_NOMEM, PERR_IO/PERR_FULL for the file system.
  */
 #ifndef PERCEPT_IDX_H
@@ -206,8 +216,11 @@ void idx_get_stats(const idx *ix, idx_stats *st);
 int idx_save(const idx *ix, const char *path, uint64_t covered_seq);
 
 /* Loads a file written by idx_save. PERR_NOT_FOUND if missing, PERR_FORMAT
- * for any damage (bad magic, truncation, checksum, unparsable payload),
- * PERR_VERSION for another format version. opts may be NULL (defaults; the
+ * naming the file for any damage (bad magic, truncation, checksum (XXH3-64
+ * over the whole file), unparsable payload, bad ids), PERR_VERSION for
+ * another format version (1: written before Flat files held raw rows).
+ * A Flat file is used in place (mapped, see above): load time is the
+ * checksum pass plus the id hash, not a copy. opts may be NULL (defaults; the
  * factory, dim and search parameters come from the file). covered_seq may
  * be NULL. */
 int idx_load(const char *path, const idx_opts *opts, idx **out,
