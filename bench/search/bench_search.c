@@ -1,5 +1,7 @@
 /* bench_search: engine search latency/QPS at batch 1 beside raw FAISS on
- * the same index, time to open a database and answer the first query, RSS
+ * the same vectors ("raw": FAISS through its C API, not idx_search: for Flat
+ * an IndexIDMap2(IndexFlatIP) filled with the rows of the index file, for
+ * other types the FAISS index read from the file), time to open a database and answer the first query, RSS
  * after opening, disk bytes per item.
  *
  * usage: bench_search [--n N]... [--dim D] [--queries Q] [--index F]... [--dir DIR]
@@ -10,6 +12,9 @@
 #define _GNU_SOURCE
 #include "engine/eng_internal.h"
 #include "common/perr.h"
+#include "bench/index/idx_file_raw.h"
+
+#include <omp.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -114,9 +119,12 @@ static int bench_one(const char *root, long n, int dim, int nq, const char *fact
     eng_results_free(r);
 
     idx_set_threads(1);
+    omp_set_num_threads(1); /* the raw FAISS calls made from this thread */
     pthread_rwlock_rdlock(&db->coll_lock);
-    idx *ix = eng_coll_find(db, "bench")->ix;
+    char ipath[4400];
+    snprintf(ipath, sizeof ipath, "%s/%u.faiss", st_index_dir(db->st), eng_coll_find(db, "bench")->id);
     pthread_rwlock_unlock(&db->coll_lock);
+    FaissIndex *raw = bench_raw_faiss(ipath);
     double *le = malloc(sizeof(double) * nq), *lr = malloc(sizeof(double) * nq);
     float sc[10];
     int64_t ids[10];
@@ -124,7 +132,7 @@ static int bench_one(const char *root, long n, int dim, int nq, const char *fact
     for (int rep = 0; rep < 2; rep++) /* rep 0: warm-up */
         for (int i = 0; i < nq; i++) {
             double a = now();
-            if (idx_search(ix, q + (size_t)i * dim, 1, 10, sc, ids)) return die("raw search");
+            if (faiss_Index_search(raw, 1, q + (size_t)i * dim, 10, sc, ids)) return die("raw FAISS search");
             double b = now();
             if (eng_search_vector(db, q + (size_t)i * dim, dim, &eq, &r)) return die("search");
             double c = now();
@@ -141,6 +149,7 @@ static int bench_one(const char *root, long n, int dim, int nq, const char *fact
            (rss1 - rss0) / 1024.0, n ? (double)disk / n : 0, check_e == check_r ? "same top-1" : "TOP-1 DIFFERS");
     if (t_build > 0) fprintf(stderr, "  (built %ld items in %.1f s, %.0f items/s)\n", n, t_build, n / t_build);
     free(le); free(lr); free(q);
+    faiss_Index_free(raw);
     eng_close(db);
     return 0;
 }
