@@ -188,6 +188,20 @@ static void idmap_put_new(idmap *m, int64_t key, int64_t val) {
     m->n++;
 }
 
+/* Inserts key unless present (one probe sequence): 1 if inserted, 0 if
+ * present. The caller reserved capacity. */
+static int idmap_put_unique(idmap *m, int64_t key, int64_t val) {
+    size_t j = mix64((uint64_t)key) & (m->cap - 1);
+    while (m->keys[j] >= 0) {
+        if (m->keys[j] == key) return 0;
+        j = (j + 1) & (m->cap - 1);
+    }
+    m->keys[j] = key;
+    m->vals[j] = val;
+    m->n++;
+    return 1;
+}
+
 /* Linear probing with backward-shift deletion (no tombstones in the map). */
 static int idmap_del(idmap *m, int64_t key) {
     size_t j = idmap_slot(m, key);
@@ -1526,12 +1540,10 @@ static int adopt_flat(idx *ix, const char *path, const unsigned char *p, uint64_
     if (!rows) return PERR_OK;
     const int64_t *ids = (const int64_t *)(p + ids_at);
     if ((rc = idmap_grow(&ix->ids, rows))) return rc;
-    for (uint64_t r = 0; r < rows; r++) {
-        if (ids[r] < 0 || idmap_slot(&ix->ids, ids[r]) != SIZE_MAX)
+    for (uint64_t r = 0; r < rows; r++)
+        if (ids[r] < 0 || !idmap_put_unique(&ix->ids, ids[r], (int64_t)r))
             return perr_set(PERR_FORMAT, "idx_load: %s: invalid or duplicate id %" PRId64 " (row %" PRIu64 ")",
                             path, ids[r], r);
-        idmap_put_new(&ix->ids, ids[r], (int64_t)r);
-    }
     ix->base.map = p;
     ix->base.map_len = size;
     ix->base.ids = ids;
