@@ -7,11 +7,13 @@
  * the error names the input.
  */
 #include "cli/cli.h"
+#include "cli/db_common.h"
 #include "common/perr.h"
 #include "encoder/pe.h"
 #include "encoder/pe_image.h"
 #include "encoder/pe_tokenizer.h"
 #include "encoder/pe_video.h"
+#include "net/client.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -35,6 +37,7 @@ static void usage(FILE *f) {
         "usage: percept embed [--model FILE] [--config FILE] [--vocab FILE]\n"
         "                     (--image PATH | --text STRING | --pixels PATH | --video PATH)...\n"
         "                     [--frames N] [--no-normalize] [--threads N]\n"
+        "       percept embed --server HOST:PORT [--token-file F] (--image PATH | --text STRING)...\n"
         "\n"
         "Prints one JSON object per input, in order: {\"dim\": D, \"vector\": [...]}.\n"
         "\n"
@@ -54,7 +57,10 @@ static void usage(FILE *f) {
         "                  the official PE-Core models\n"
         "  --vocab FILE    bpe_simple_vocab_16e6.txt.gz (needed with --text)\n"
         "  --no-normalize  print the raw embedding (default: L2-normalized)\n"
-        "  --threads N     threads for the forward passes (default: all cores)\n");
+        "  --threads N     threads for the forward passes (default: all cores)\n"
+        "  --server HOST:PORT  embed with a running `percept serve` (its model;\n"
+        "                  images are uploaded; same output as in-process)\n"
+        "  --token-file F  the server's token (else $PERCEPT_TOKEN)\n");
 }
 
 /* Reads a raw float32 [3,S,S] file; its size must be exact. */
@@ -110,8 +116,46 @@ static int read_video(const char *path, int S, int frames, float *out) {
     return rc;
 }
 
+/* --server: the server's EMBED (normalized vectors of its model). Every
+ * image is read before the first request, as in-process. */
+static int embed_remote(const input *in, int n_in, const char *server, const char *token_file) {
+    void **data = calloc((size_t)n_in, sizeof *data);
+    size_t *len = calloc((size_t)n_in, sizeof *len);
+    float *vec = NULL;
+    pc_client *pc = NULL;
+    int rc = data && len ? PERR_OK : perr_set(PERR_NOMEM, "%d inputs", n_in);
+    for (int i = 0; rc == PERR_OK && i < n_in; i++) {
+        if (in[i].kind != IN_IMAGE && in[i].kind != IN_TEXT)
+            rc = perr_set(PERR_INVALID, "input %d (%s): only --image and --text go over --server", i + 1, kind_flag(in[i].kind));
+        else if (in[i].kind == IN_IMAGE &&
+                 (rc = pc_read_file(in[i].arg, NET_MAX_FRAME_DEFAULT - 4096, &data[i], &len[i])))
+            perr_prefix(rc, "input %d (--image)", i + 1);
+    }
+    if (rc == PERR_OK) rc = pc_connect_cli(server, token_file, &pc);
+    int D = pc ? pc_dim(pc) : 0;
+    if (rc == PERR_OK && !(vec = malloc((size_t)n_in * D * sizeof(float)))) rc = perr_set(PERR_NOMEM, "vectors");
+    for (int i = 0; rc == PERR_OK && i < n_in; i++) {
+        rc = in[i].kind == IN_TEXT ? pc_embed_text(pc, in[i].arg, vec + (size_t)i * D)
+                                   : pc_embed_image(pc, data[i], len[i], vec + (size_t)i * D);
+        if (rc && in[i].kind == IN_IMAGE) db_remote_media_error(rc, in[i].arg);
+        if (rc) perr_prefix(rc, "input %d (%s)", i + 1, kind_flag(in[i].kind));
+    }
+    for (int i = 0; rc == PERR_OK && i < n_in; i++) {
+        printf("{\"dim\": %d, \"vector\": ", D);
+        cli_print_floats(stdout, vec + (size_t)i * D, D);
+        fputs("}\n", stdout);
+    }
+    if (rc == PERR_OK && fflush(stdout) != 0) rc = perr_errno(errno, "writing the output");
+    pc_close(pc);
+    for (int i = 0; data && i < n_in; i++) free(data[i]);
+    free(data);
+    free(len);
+    free(vec);
+    return rc ? cli_fail("embed", rc) : CLI_OK;
+}
+
 static int cmd_embed(int argc, char **argv) {
-    const char *model_flag = NULL, *vocab_flag = NULL, *config_flag = NULL;
+    const char *model_flag = NULL, *vocab_flag = NULL, *config_flag = NULL, *server = NULL, *token_file = NULL;
     int normalize = 1, frames = 8;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
@@ -125,7 +169,8 @@ static int cmd_embed(int argc, char **argv) {
         if (!strcmp(a, "--no-normalize")) { normalize = 0; continue; }
         int takes = !strcmp(a, "--model") || !strcmp(a, "--vocab") || !strcmp(a, "--config") ||
                     !strcmp(a, "--image") || !strcmp(a, "--text") || !strcmp(a, "--pixels") ||
-                    !strcmp(a, "--threads") || !strcmp(a, "--video") || !strcmp(a, "--frames");
+                    !strcmp(a, "--threads") || !strcmp(a, "--video") || !strcmp(a, "--frames") ||
+                    !strcmp(a, "--server") || !strcmp(a, "--token-file");
         if (!takes) {
             fprintf(stderr, "percept embed: unknown argument '%s'\n", a);
             usage(stderr);
@@ -139,6 +184,8 @@ static int cmd_embed(int argc, char **argv) {
         }
         const char *v = argv[++i];
         if (!strcmp(a, "--model")) model_flag = v;
+        else if (!strcmp(a, "--server")) server = v;
+        else if (!strcmp(a, "--token-file")) token_file = v;
         else if (!strcmp(a, "--vocab")) vocab_flag = v;
         else if (!strcmp(a, "--config")) config_flag = v;
         else if (!strcmp(a, "--frames")) {
@@ -172,6 +219,16 @@ static int cmd_embed(int argc, char **argv) {
         usage(stderr);
         free(in);
         return CLI_ERROR;
+    }
+
+    if (server) {
+        int rc = PERR_OK;
+        if (model_flag || vocab_flag || config_flag || !normalize)
+            rc = perr_set(PERR_INVALID, "--model, --vocab, --config and --no-normalize do not go with --server "
+                                        "(the server's model embeds, normalized)");
+        int st = rc ? cli_fail("embed", rc) : embed_remote(in, n_in, server, token_file);
+        free(in);
+        return st;
     }
 
     char *model_path = NULL, *vocab = NULL;

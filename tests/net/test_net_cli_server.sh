@@ -37,6 +37,20 @@ for fmt in "" "--json"; do
   compare --id 999999 $fmt                  # the same error
   compare stats $fmt
 done
+# embed: the server's EMBED prints what the same model prints in-process
+# (images uploaded), and what cannot go over the protocol is refused.
+EMB=(--image "$FIX/tiny-a/images/chelsea.png" --text "a photo of a cat" --image "$FIX/tiny-a/images/rocket.jpg")
+a="$("$PERCEPT_EXE" embed "${EMB[@]}" 2>&1)" || true
+b="$("$PERCEPT_EXE" embed --server "127.0.0.1:$PORT" "${EMB[@]}" 2>&1)" || true
+if [ "$a" == "$b" ] && [ "$(echo "$a" | grep -c '"dim": ')" == 3 ]; then pass=$((pass+1)); else
+  fail=$((fail+1)); echo "DIFFERENT for embed"; diff <(echo "$a") <(echo "$b") | head -5; fi
+for bad in "--video $FIX/tiny-a/images/rocket.jpg" "--no-normalize --text x" "--image $TMP/missing.jpg"; do
+  if "$PERCEPT_EXE" embed --server "127.0.0.1:$PORT" $bad > "$TMP/out" 2> "$TMP/err"; then
+    fail=$((fail+1)); echo "embed --server $bad: exit 0"
+  elif [ -s "$TMP/out" ] || ! grep -q "percept embed: " "$TMP/err"; then
+    fail=$((fail+1)); echo "embed --server $bad: $(cat "$TMP/out" "$TMP/err")"
+  else pass=$((pass+1)); fi
+done
 compare get "$ID"
 compare get --vector "$ID"
 compare get 999999
