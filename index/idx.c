@@ -56,6 +56,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
+#if defined(__x86_64__) || defined(__i386__)
+/* libxxhash's runtime dispatch (AVX2/AVX-512 when the CPU has them): the
+ * plain XXH3 entry points are its SSE2 build, several times slower here.
+ * Same hash values either way. */
+#include <xxh_x86dispatch.h>
+#endif
 
 enum kind { K_IDMAP, K_IVF, K_HNSW };
 
