@@ -129,10 +129,6 @@ static int cmd_ingest(int argc, char **argv) {
     if (rc == PERR_OK && paths.n == 0) rc = perr_set(PERR_INVALID, "nothing to ingest\n%s", usage_text);
     if (rc == PERR_OK && (o.jobs < 1 || o.jobs > 256)) rc = perr_set(PERR_INVALID, "--jobs %d: between 1 and 256", o.jobs);
     if (rc == PERR_OK && (o.batch < 1 || o.batch > 256)) rc = perr_set(PERR_INVALID, "--batch %d: between 1 and 256", o.batch);
-    eng_video_opts vdef;
-    eng_video_opts_default(&vdef);
-    if (rc == PERR_OK && a.server && (vo.frames != vdef.frames || vo.segment_frames != vdef.segment_frames || vo.segment_s != vdef.segment_s))
-        rc = perr_set(PERR_INVALID, "--frames/--segment-*: not sent over INGEST; the server's video settings apply");
     if (rc == PERR_OK && (vo.frames < 1 || vo.frames > 256)) rc = perr_set(PERR_INVALID, "--frames %d: between 1 and 256", vo.frames);
     if (rc == PERR_OK && (vo.segment_frames < 1 || vo.segment_frames > 16))
         rc = perr_set(PERR_INVALID, "--segment-frames %d: between 1 and 16", vo.segment_frames);

@@ -130,7 +130,7 @@ int ingest_remote(pc_client *pc, const char *const *paths, int n, const eng_inge
     if (!u) return perr_set(PERR_NOMEM, "ingest");
     u->pc = pc;
     u->o = o;
-    u->po = (pc_ingest_opts){o->collection, NULL, o->labels, o->n_labels, o->meta, o->n_meta};
+    u->po = (pc_ingest_opts){o->collection, NULL, o->labels, o->n_labels, o->meta, o->n_meta, o->video};
     u->t0 = u->last_prog = now_s();
     u->p.walking = 1;
     for (int i = 0; i < n && !stopping(u); i++) {

@@ -7,7 +7,8 @@
 #include "net/client.h"
 
 /* Walks paths ("-": paths from stdin; directories recursively, names in
- * order) and uploads each file with o's collection, labels and meta;
+ * order) and uploads each file with o's collection, labels, meta and
+ * video sampling (o->video: frames, segment_s, segment_frames);
  * on_result / on_progress / cancel of o are honoured, the rest of o is the
  * server's business. Per-file failures are counted in *out; a failure of
  * the connection or the database stops the run and is returned. */

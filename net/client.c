@@ -435,7 +435,7 @@ static int ingest(pc_client *c, const char *key, const void *data, size_t len, c
     pc_ingest_opts d = {0};
     if (!o) o = &d;
     req r; req_init(&r);
-    int n = 1 + !!o->collection + !!o->uri + (o->n_labels > 0) + (o->n_meta > 0);
+    int n = 1 + !!o->collection + !!o->uri + (o->n_labels > 0) + (o->n_meta > 0) + (o->video ? 3 : 0);
     msgpack_pack_map(&r.pk, (size_t)n);
     net_mp_pack_key(&r.pk, key);
     if (path) net_mp_pack_cstr(&r.pk, path); else net_mp_pack_bin(&r.pk, data, len);
@@ -446,6 +446,11 @@ static int ingest(pc_client *c, const char *key, const void *data, size_t len, c
         net_mp_pack_key(&r.pk, "meta");
         msgpack_pack_map(&r.pk, (size_t)o->n_meta);
         for (int i = 0; i < o->n_meta; i++) { net_mp_pack_cstr(&r.pk, o->meta[i].key); net_mp_pack_cstr(&r.pk, o->meta[i].value); }
+    }
+    if (o->video) {
+        net_mp_pack_key(&r.pk, "frames"); msgpack_pack_int(&r.pk, o->video->frames);
+        net_mp_pack_key(&r.pk, "segment_seconds"); msgpack_pack_double(&r.pk, o->video->segment_s);
+        net_mp_pack_key(&r.pk, "segment_frames"); msgpack_pack_int(&r.pk, o->video->segment_frames);
     }
     ingest_out io = {id, outcome};
     return req_call(c, NET_OP_INGEST, &r, parse_ingest, &io);

@@ -59,6 +59,8 @@ typedef struct pc_ingest_opts {
     const char *uri;            /* recorded source name (bytes only) */
     const char *const *labels; int n_labels;
     const eng_kv *meta; int n_meta;
+    const eng_video_opts *video;/* NULL: the server's; else its frames,
+                                   segment_s and segment_frames are sent */
 } pc_ingest_opts;
 
 /* Media bytes uploaded, or a path the server reads itself. */

@@ -270,7 +270,17 @@ static int op_ingest(const net_op_ctx *c, const msgpack_object *req, net_arena *
     if (!rc) rc = net_mp_str(req, "collection", a, &o.collection);
     if (!rc) rc = net_mp_strs(req, "labels", a, NET_MAX_LIST, (const char ***)&o.labels, &o.n_labels);
     if (!rc) rc = net_mp_kvs(req, "meta", a, NET_MAX_LIST, &meta, &o.n_meta);
+    /* Video sampling per request; the limits stay the server's. */
+    eng_video_opts vo;
+    eng_video_opts_default(&vo);
+    float seg_s = 0;
+    int has_seg = 0;
+    if (!rc) rc = net_mp_int(req, "frames", &vo.frames);
+    if (!rc) rc = net_mp_int(req, "segment_frames", &vo.segment_frames);
+    if (!rc) rc = net_mp_float(req, "segment_seconds", &seg_s, &has_seg);
     if (rc) return rc;
+    if (has_seg) vo.segment_s = seg_s;
+    o.video = &vo;
     o.meta = (const eng_kv *)meta;
     if (!!data == !!path) return perr_set(PERR_INVALID, "INGEST needs exactly one of data, path");
     uint64_t id = 0;

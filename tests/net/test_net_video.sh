@@ -68,6 +68,27 @@ for fmt in "" "--json"; do
   compare moderate --set clips --threshold 0.5 $fmt "$TMP/query.mp4"
   compare moderate --set clips --threshold 0.99 $fmt "$TMP/query.mp4" "$IMG/coffee.png"
 done
+# INGEST carries the video sampling options: --server stores what --db
+# stores with the same flags (1 s segments: a.mp4 has 6, not the default 3).
+VOPTS=(--frames 4 --segment-seconds 1 --segment-frames 1)
+"$PERCEPT_EXE" ingest --server "127.0.0.1:$PORT" --collection clips1s "${VOPTS[@]}" --quiet "$TMP/clips" > /dev/null
+"$PERCEPT_EXE" ingest --db "$TMP/dbx" --collection clips1s "${VOPTS[@]}" --quiet "$TMP/clips" > /dev/null
+"$PERCEPT_EXE" export --db "$TMP/dbx" --collection clips1s > "$TMP/x-db.jsonl"
+"$PERCEPT_EXE" export --server "127.0.0.1:$PORT" --collection clips1s > "$TMP/x-srv.jsonl"
+if python3 - "$TMP/x-db.jsonl" "$TMP/x-srv.jsonl" <<'PY'; then pass=$((pass+1)); else fail=$((fail+1)); fi
+import json, os, sys
+load = lambda f: {os.path.basename(it["uri"]): it for it in map(json.loads, open(f))}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+# frames of a batch are encoded together in embedded ingest, one video at a
+# time by the server: the same vectors up to float rounding
+ok = sorted(a) == sorted(b) == ["a.mp4", "b.mkv"] and a["a.mp4"]["segments"] == 6 and a["b.mkv"]["segments"] == 4
+ok = ok and all(a[k]["segments"] == b[k]["segments"] and
+                max(abs(x - y) for x, y in zip(a[k]["vector"], b[k]["vector"])) < 1e-5 for k in a)
+if not ok:
+    print("ingest --server with video options differs from --db:",
+          {k: (v.get("segments"), v["vector"][:3]) for k, v in a.items()}, {k: (v.get("segments"), v["vector"][:3]) for k, v in b.items()})
+sys.exit(0 if ok else 1)
+PY
 # Python client: the same answers as embedded mode, field by field.
 "$PERCEPT_EXE" search --db "$TMP/db" --segments --collection clips --image "$IMG/coffee.png" -k 5 --json > "$TMP/seg.json"
 "$PERCEPT_EXE" moderate --db "$TMP/db" --set clips --threshold 0.5 --json "$TMP/query.mp4" > "$TMP/mod.json" || true
