@@ -682,108 +682,103 @@ static int scan_start(MDB_cursor *c, unsigned char *p, uint32_t coll, uint64_t a
     return mdb_cursor_get(c, k, v, MDB_SET_RANGE);
 }
 
-int st_scan_vectors(st_txn *txn, uint32_t coll, uint64_t after_id, st_vec_fn fn, void *ud) {
+/* One row of a scan: decodes it and calls the caller's callback. Returns 0
+ * to go on, > 0 when the callback asked to stop, else a perr code
+ * (PERR_FORMAT naming the key, or the callback's error). */
+typedef int (*scan_row_fn)(void *ctx, uint32_t coll, const MDB_val *k, const MDB_val *v, int dim,
+                           float *scratch);
+
+/* Walks the rows of coll with item id > after_id in a table keyed
+ * coll | item ..., in key order. */
+static int scan_table(st_txn *txn, int table, uint32_t coll, uint64_t after_id, scan_row_fn row, void *ctx) {
     int rc = st_check_txn(txn, 0), dim;
     if (rc) return rc;
     if ((rc = st_dim(txn, &dim))) return rc;
     if (after_id >= ST_ITEM_ID_MAX) return PERR_OK;
+    /* LMDB values are not aligned: a misaligned vector is copied here */
     float *scratch = malloc((size_t)(dim > 0 ? dim : 1) * sizeof(float));
     if (!scratch) return perr_set(PERR_NOMEM, "storage: out of memory");
     MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn->t, txn->db->dbi[ST_T_VECTORS], &c))) {
+    if ((rc = mdb_cursor_open(txn->t, txn->db->dbi[table], &c))) {
         free(scratch);
-        return st_mdb_fail(txn, rc, ST_T_VECTORS, "cursor");
+        return st_mdb_fail(txn, rc, table, "cursor");
     }
     unsigned char p[VEC_KEY];
     MDB_val k, v;
     int code = PERR_OK;
     for (rc = scan_start(c, p, coll, after_id, &k, &v);
          rc == 0 && k.mv_size >= 4 && !memcmp(k.mv_data, p, 4);
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        uint64_t id = k.mv_size == VEC_KEY ? st_rbe64((unsigned char *)k.mv_data + 4) : 0;
-        if (k.mv_size != VEC_KEY || v.mv_size != (size_t)dim * 4) {
-            code = perr_set(PERR_FORMAT, "vectors: key %u/%llu (%zu bytes): value of %zu bytes, "
-                            "expected %d floats", coll, (unsigned long long)id, k.mv_size,
-                            v.mv_size, dim);
-            break;
-        }
-        const float *f = v.mv_data;
-        if ((uintptr_t)f & 3) { memcpy(scratch, f, (size_t)dim * 4); f = scratch; }
-        int r = fn(ud, id, f, dim);
-        if (r) { code = cb_result(r); rc = 0; break; }
-    }
+         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT))
+        if ((code = row(ctx, coll, &k, &v, dim, scratch))) { rc = 0; break; }
+    if (code > 0) code = PERR_OK;
     mdb_cursor_close(c);
     free(scratch);
-    if (!code && rc && rc != MDB_NOTFOUND) code = st_mdb_fail(txn, rc, ST_T_VECTORS, "scan");
+    if (!code && rc && rc != MDB_NOTFOUND) code = st_mdb_fail(txn, rc, table, "scan");
     return code;
+}
+
+typedef struct vec_scan { st_vec_fn fn; void *ud; } vec_scan;
+
+static int vec_row(void *ctx, uint32_t coll, const MDB_val *k, const MDB_val *v, int dim, float *scratch) {
+    vec_scan *vs = ctx;
+    uint64_t id = k->mv_size == VEC_KEY ? st_rbe64((unsigned char *)k->mv_data + 4) : 0;
+    if (k->mv_size != VEC_KEY || v->mv_size != (size_t)dim * 4)
+        return perr_set(PERR_FORMAT, "vectors: key %u/%llu (%zu bytes): value of %zu bytes, expected %d floats",
+                        coll, (unsigned long long)id, k->mv_size, v->mv_size, dim);
+    const float *f = v->mv_data;
+    if ((uintptr_t)f & 3) { memcpy(scratch, f, (size_t)dim * 4); f = scratch; }
+    int r = vs->fn(vs->ud, id, f, dim);
+    return r > 0 ? 1 : r;
+}
+
+int st_scan_vectors(st_txn *txn, uint32_t coll, uint64_t after_id, st_vec_fn fn, void *ud) {
+    vec_scan vs = {fn, ud};
+    return scan_table(txn, ST_T_VECTORS, coll, after_id, vec_row, &vs);
+}
+
+typedef struct seg_scan { st_seg_fn fn; void *ud; } seg_scan;
+
+static int seg_row(void *ctx, uint32_t coll, const MDB_val *k, const MDB_val *v, int dim, float *scratch) {
+    (void)coll;
+    seg_scan *ss = ctx;
+    st_segment s;
+    const void *vb;
+    int code = seg_decode(k, v, dim, &s, &vb);
+    if (code) return code;
+    const unsigned char *kb = k->mv_data;
+    uint64_t item = st_rbe64(kb + 4);
+    uint32_t idx = st_rbe32(kb + 12);
+    if ((uintptr_t)vb & 3) { memcpy(scratch, vb, (size_t)dim * 4); s.vec = scratch; }
+    else s.vec = vb;
+    int r = ss->fn(ss->ud, item, idx, &s, dim);
+    return r > 0 ? 1 : r;
 }
 
 int st_scan_segments(st_txn *txn, uint32_t coll, uint64_t after_id, st_seg_fn fn, void *ud) {
-    int rc = st_check_txn(txn, 0), dim;
-    if (rc) return rc;
-    if ((rc = st_dim(txn, &dim))) return rc;
-    if (after_id >= ST_ITEM_ID_MAX) return PERR_OK;
-    float *scratch = malloc((size_t)(dim > 0 ? dim : 1) * sizeof(float));
-    if (!scratch) return perr_set(PERR_NOMEM, "storage: out of memory");
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn->t, txn->db->dbi[ST_T_SEGMENTS], &c))) {
-        free(scratch);
-        return st_mdb_fail(txn, rc, ST_T_SEGMENTS, "cursor");
-    }
-    unsigned char p[VEC_KEY];
-    MDB_val k, v;
-    int code = PERR_OK;
-    for (rc = scan_start(c, p, coll, after_id, &k, &v);
-         rc == 0 && k.mv_size >= 4 && !memcmp(k.mv_data, p, 4);
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        st_segment s;
-        const void *vb;
-        if ((code = seg_decode(&k, &v, dim, &s, &vb))) break;
-        const unsigned char *kb = k.mv_data;
-        uint64_t item = st_rbe64(kb + 4);
-        uint32_t idx = st_rbe32(kb + 12);
-        if ((uintptr_t)vb & 3) { memcpy(scratch, vb, (size_t)dim * 4); s.vec = scratch; }
-        else s.vec = vb;
-        int r = fn(ud, item, idx, &s, dim);
-        if (r) { code = cb_result(r); rc = 0; break; }
-    }
-    mdb_cursor_close(c);
-    free(scratch);
-    if (!code && rc && rc != MDB_NOTFOUND) code = st_mdb_fail(txn, rc, ST_T_SEGMENTS, "scan");
-    return code;
+    seg_scan ss = {fn, ud};
+    return scan_table(txn, ST_T_SEGMENTS, coll, after_id, seg_row, &ss);
+}
+
+typedef struct item_scan { st_txn *txn; st_item_fn fn; void *ud; } item_scan;
+
+static int item_row(void *ctx, uint32_t coll, const MDB_val *k, const MDB_val *v, int dim, float *scratch) {
+    (void)v, (void)dim, (void)scratch;
+    item_scan *is = ctx;
+    if (k->mv_size != VEC_KEY)
+        return perr_set(PERR_FORMAT, "vectors: key of %zu bytes in collection %u, expected %d", k->mv_size, coll, VEC_KEY);
+    uint64_t id = st_rbe64((unsigned char *)k->mv_data + 4);
+    st_item *it;
+    int code = item_load(is->txn, id, &it);
+    if (code == PERR_NOT_FOUND)
+        return perr_set(PERR_FORMAT, "vectors: key %u/%llu has no item record", coll, (unsigned long long)id);
+    if (code) return code;
+    int r = is->fn(is->ud, it);
+    st_item_free(it);
+    return r > 0 ? 1 : r;
 }
 
 int st_scan_items(st_txn *txn, uint32_t coll, uint64_t after_id, st_item_fn fn, void *ud) {
-    int rc = st_check_txn(txn, 0);
-    if (rc) return rc;
-    if (after_id >= ST_ITEM_ID_MAX) return PERR_OK;
     /* The collection's ids, in order, are the keys of its vectors. */
-    MDB_cursor *c;
-    if ((rc = mdb_cursor_open(txn->t, txn->db->dbi[ST_T_VECTORS], &c)))
-        return st_mdb_fail(txn, rc, ST_T_VECTORS, "cursor");
-    unsigned char p[VEC_KEY];
-    MDB_val k, v;
-    int code = PERR_OK;
-    for (rc = scan_start(c, p, coll, after_id, &k, &v);
-         rc == 0 && k.mv_size >= 4 && !memcmp(k.mv_data, p, 4);
-         rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-        if (k.mv_size != VEC_KEY) {
-            code = perr_set(PERR_FORMAT, "vectors: key of %zu bytes in collection %u, expected %d",
-                            k.mv_size, coll, VEC_KEY);
-            break;
-        }
-        st_item *it;
-        if ((code = item_load(txn, st_rbe64((unsigned char *)k.mv_data + 4), &it))) {
-            if (code == PERR_NOT_FOUND)
-                code = perr_set(PERR_FORMAT, "vectors: key %u/%llu has no item record", coll,
-                                (unsigned long long)st_rbe64((unsigned char *)k.mv_data + 4));
-            break;
-        }
-        int r = fn(ud, it);
-        st_item_free(it);
-        if (r) { code = cb_result(r); rc = 0; break; }
-    }
-    mdb_cursor_close(c);
-    if (!code && rc && rc != MDB_NOTFOUND) code = st_mdb_fail(txn, rc, ST_T_VECTORS, "scan");
-    return code;
+    item_scan is = {txn, fn, ud};
+    return scan_table(txn, ST_T_VECTORS, coll, after_id, item_row, &is);
 }
