@@ -16,6 +16,15 @@
  *     its transaction committed.
  * Queues are bounded, so memory stays at O(jobs + batch + commit_batch)
  * decoded images whatever the number of files.
+ * Cores: the encoder's pool is fork-join with a static split, so a worker
+ * preempted by a decoder stalls the whole parallel region. A gate (dec_*)
+ * therefore lets at most cores - encoder threads + 1 (>= 1) decoders start
+ * an image while a batch is being encoded (one keeps decoding ahead), and
+ * all jobs while the encoder waits for images, so a decode-heavy run keeps
+ * every core decoding and an encode-heavy one leaves the cores to the
+ * encoder. (With the default single encoder thread on 2 cores the gate lets
+ * both decoders in: nothing to protect.) (Lowering the decoders' nice value was measured too; it is
+ * machine-wide: on a shared machine other processes' builds starved them.)
  *
  * Never: stop the run for one bad file; report an item before its commit.
  */
@@ -183,7 +192,35 @@ typedef struct run {
     atomic_ullong encode_us, decode_us, frames, frames_decoded;
     eng_progress prog;
     double last_prog;
+    /* decode gate (see DESIGN) */
+    pthread_mutex_t gate_mu;
+    pthread_cond_t gate_cv;
+    int dec_active;         /* decoders between gate_enter and gate_leave */
+    int enc_busy;           /* the encoder is inside pe_encode_pixels */
+    int cap_busy, cap_idle; /* decoders allowed in while busy / idle */
 } run;
+
+static void gate_enter(run *r) {
+    pthread_mutex_lock(&r->gate_mu);
+    while (r->dec_active >= (r->enc_busy ? r->cap_busy : r->cap_idle))
+        pthread_cond_wait(&r->gate_cv, &r->gate_mu);
+    r->dec_active++;
+    pthread_mutex_unlock(&r->gate_mu);
+}
+
+static void gate_leave(run *r) {
+    pthread_mutex_lock(&r->gate_mu);
+    r->dec_active--;
+    pthread_cond_broadcast(&r->gate_cv);
+    pthread_mutex_unlock(&r->gate_mu);
+}
+
+static void gate_encoder(run *r, int busy) {
+    pthread_mutex_lock(&r->gate_mu);
+    r->enc_busy = busy;
+    if (!busy) pthread_cond_broadcast(&r->gate_cv);
+    pthread_mutex_unlock(&r->gate_mu);
+}
 
 static int stopping(run *r) {
     return atomic_load(&r->stop) || (r->o->cancel && *r->o->cancel);
@@ -564,7 +601,9 @@ static void *encoder_main(void *arg) {
         if (rc == PERR_OK && !stopping(r)) {
             for (int i = 0; i < n; i++) memcpy(px + np * i, b[i]->pixels, sizeof(float) * np);
             double t = eng_now_s();
+            gate_encoder(r, 1);
             rc = pe_encode_pixels(ea->ctx, px, n, out);
+            gate_encoder(r, 0);
             atomic_fetch_add(&r->encode_us, (unsigned long long)((eng_now_s() - t) * 1e6));
         } else if (rc == PERR_OK) {
             rc = PERR_CANCELLED;
@@ -610,9 +649,11 @@ static void *decoder_main(void *arg) {
             q_push(&r->q_write, j);
             continue;
         }
+        gate_enter(r);
         prepare(r->db, r->coll, j, NULL, 0, &r->bytes, r->o->video);
         if (j->vp) video_decode(r, j);
-        else q_push(j->pending ? &r->q_enc : &r->q_write, j);
+        gate_leave(r);
+        if (!j->vp) q_push(j->pending ? &r->q_enc : &r->q_write, j);
     }
     q_done(&r->q_enc);
     q_done(&r->q_write);
@@ -703,9 +744,20 @@ int eng_ingest_paths(eng_db *db, const char *const *paths, int n, const eng_inge
     pe_ctx_opts co;
     pe_ctx_opts_default(&co);
     co.max_batch = batch;
-    co.n_threads = db->opts.encoder_threads > 0 ? db->opts.encoder_threads : 1;
+    /* encoder_threads (default 1), like the query contexts: an encoder with
+     * another thread count gives vectors that differ in the last bits
+     * (OpenBLAS blocks differently by shape), and a file ingested locally
+     * or through a server must get the same vector (test_net_cli_server
+     * compares them); <= 0 takes every core. */
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
-    if (db->opts.encoder_threads <= 0 && nc > 0) co.n_threads = (int)nc;
+    if (nc < 1) nc = 1;
+    co.n_threads = db->opts.encoder_threads > 0 ? db->opts.encoder_threads : (int)nc;
+    r->cap_idle = jobs;
+    r->cap_busy = (int)nc - co.n_threads + 1;
+    if (r->cap_busy < 1) r->cap_busy = 1;
+    if (r->cap_busy > jobs) r->cap_busy = jobs;
+    pthread_mutex_init(&r->gate_mu, NULL);
+    pthread_cond_init(&r->gate_cv, NULL);
     enc_arg ea = {r, NULL};
     rc = pe_ctx_new(db->model, &co, &ea.ctx);
     if (rc) goto free_queues;
@@ -744,6 +796,8 @@ int eng_ingest_paths(eng_db *db, const char *const *paths, int n, const eng_inge
     if (r->fatal) rc = perr_set(r->fatal, "%s", r->fatal_msg);
     else if (o->cancel && *o->cancel) rc = perr_set(PERR_CANCELLED, "ingest cancelled");
 free_queues:
+    pthread_mutex_destroy(&r->gate_mu);
+    pthread_cond_destroy(&r->gate_cv);
     q_destroy(&r->q_path);
     q_destroy(&r->q_enc);
     q_destroy(&r->q_write);

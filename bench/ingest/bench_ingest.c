@@ -3,7 +3,11 @@
  * inside pe_encode_pixels) and a pure encoder pass over the same images
  * preprocessed beforehand. Target: end-to-end >= 90 % of encoder-only.
  *
- * usage: bench_ingest --model M [--vocab V] [--jobs N] [--batch B] [--limit N] DIR|FILE...
+ * usage: bench_ingest --model M [--vocab V] [--jobs N] [--batch B] [--limit N]
+ *                     [--enc-threads N] DIR|FILE...
+ * (--enc-threads N sizes the ingest encoder, eng_open_opts.encoder_threads:
+ * default 1, as percept runs it; the separate pass uses every core.) Times on a shared machine are noise:
+ * repeat and take medians.
  */
 #define _GNU_SOURCE
 #include "engine/eng.h"
@@ -24,6 +28,28 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
+static int name_cmp(const struct dirent **a, const struct dirent **b) {
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static void collect(const char *p, char **out, int *n, int max) {
+    struct dirent **e = NULL;
+    int k = scandir(p, &e, NULL, name_cmp);
+    if (k < 0) {
+        if (*n < max) out[(*n)++] = strdup(p);
+        return;
+    }
+    for (int i = 0; i < k; i++) {
+        if (strcmp(e[i]->d_name, ".") && strcmp(e[i]->d_name, "..") && *n < max) {
+            char c[4096];
+            snprintf(c, sizeof c, "%s/%s", p, e[i]->d_name);
+            collect(c, out, n, max);
+        }
+        free(e[i]);
+    }
+    free(e);
+}
+
 typedef struct ok_list { char **v; int n, cap; } ok_list;
 
 static void on_result(void *u, const eng_file_result *r) {
@@ -35,7 +61,7 @@ static void on_result(void *u, const eng_file_result *r) {
 
 int main(int argc, char **argv) {
     const char *model = NULL, *vocab = NULL;
-    int jobs = 0, batch = 8, limit = 0;
+    int jobs = 0, batch = 8, limit = 0, enc_threads = 0;
     const char *paths[64];
     int np = 0;
     for (int i = 1; i < argc; i++) {
@@ -44,13 +70,21 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) jobs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--limit") && i + 1 < argc) limit = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--enc-threads") && i + 1 < argc) enc_threads = atoi(argv[++i]);
         else if (np < 64) paths[np++] = argv[i];
     }
     if (!model || !np) {
-        fprintf(stderr, "usage: bench_ingest --model M [--vocab V] [--jobs N] [--batch B] DIR|FILE...\n");
+        fprintf(stderr, "usage: bench_ingest --model M [--vocab V] [--jobs N] [--batch B] [--limit N] "
+                        "[--enc-threads N (default 1)] DIR|FILE...\n");
         return 2;
     }
-    (void)limit;
+    /* --limit N: the first N files of the walk (name order), as paths */
+    char **files = NULL;
+    int nf = 0;
+    if (limit > 0) {
+        files = calloc((size_t)limit, sizeof *files);
+        for (int i = 0; i < np && nf < limit; i++) collect(paths[i], files, &nf, limit);
+    }
     char tmpl[] = "/tmp/percept-bench-ingest-XXXXXX";
     char *dir = mkdtemp(tmpl);
     eng_open_opts o;
@@ -58,6 +92,7 @@ int main(int argc, char **argv) {
     o.model_path = model;
     o.vocab_path = vocab;
     o.create = 1;
+    if (enc_threads > 0) o.encoder_threads = enc_threads;
     eng_db *db = NULL;
     if (eng_open(dir, &o, &db)) { fprintf(stderr, "open: %s\n", perr_msg()); return 1; }
     eng_ingest_opts io;
@@ -69,7 +104,8 @@ int main(int argc, char **argv) {
     io.user = &ok;
     eng_progress p;
     double t0 = now();
-    if (eng_ingest_paths(db, paths, np, &io, &p)) { fprintf(stderr, "ingest: %s\n", perr_msg()); return 1; }
+    if (files ? eng_ingest_paths(db, (const char *const *)files, nf, &io, &p)
+              : eng_ingest_paths(db, paths, np, &io, &p)) { fprintf(stderr, "ingest: %s\n", perr_msg()); return 1; }
     double e2e = now() - t0;
     eng_close(db);
 
@@ -99,8 +135,10 @@ int main(int argc, char **argv) {
         pe_encode_pixels(ctx, px + npx * i, b, out);
     }
     double enc = now() - t1;
-    printf("bench_ingest: model %s (%s, %d px, dim %d), %llu files, jobs %d, batch %d, %ld cores\n",
-           model, c->name, c->image_size, c->output_dim, (unsigned long long)p.done, io.jobs, batch, nc);
+    printf("bench_ingest: model %s (%s, %d px, dim %d), %llu files, jobs %d, batch %d, %ld cores, "
+           "ingest encoder threads %d\n",
+           model, c->name, c->image_size, c->output_dim, (unsigned long long)p.done, io.jobs, batch, nc,
+           enc_threads > 0 ? enc_threads : 1);
     printf("| measure                         | images/s | seconds |\n");
     printf("|---------------------------------|----------|---------|\n");
     printf("| end to end (decode+encode+commit)| %8.1f | %7.2f |\n", p.added / e2e, e2e);
@@ -112,6 +150,8 @@ int main(int argc, char **argv) {
     pe_ctx_free(ctx);
     pe_model_free(m);
     for (int i = 0; i < ok.n; i++) free(ok.v[i]);
+    for (int i = 0; i < nf; i++) free(files[i]);
+    free(files);
     free(ok.v); free(px); free(out);
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
