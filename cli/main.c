@@ -87,10 +87,11 @@ static void usage(FILE *f) {
     fprintf(f, "\n`percept <command> --help` describes a command.\n");
 }
 
-/* FAISS 1.7.3 reads an index into a zero-filled std::vector: with THP in
- * "madvise" mode (Debian's default) a 2 GB Flat index costs ~500k page
- * faults, most of the time to open a 1M-item database (measured: 12 s ->
- * 3 s). glibc's hugetlb tunable makes malloc madvise its large mappings for
+/* FAISS 1.7.3 reads an index (SQ, PQ, IVF, HNSW; Flat files are used in
+ * place, index/idx.h) into zero-filled std::vectors: with THP in "madvise"
+ * mode (Debian's default) 1 GB of codes costs ~250k page faults, most of the
+ * time to open a large database (measured on a 2 GB index: 12 s -> 3 s).
+ * glibc's hugetlb tunable makes malloc madvise its large mappings for
  * transparent huge pages; tunables are read at start-up only, so set it and
  * re-execute once. An explicit GLIBC_TUNABLES is left alone. */
 static void enable_malloc_thp(char **argv) {
