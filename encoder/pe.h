@@ -66,6 +66,7 @@ typedef struct pe_ctx_opts {
     int max_batch;        /* largest n passed to pe_encode_* (default 8) */
     int n_threads;        /* threads for this context's forward passes (default 1);
                              the context owns a pool of n_threads-1 workers.
+                             Vectors do not depend on it (bit for bit).
                              pe_ctx_new sets OpenBLAS to one thread (process-
                              wide): size n_threads x concurrent contexts to
                              the cores (docs/encoder.md). */

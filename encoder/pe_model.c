@@ -480,7 +480,7 @@ static void lin_task(void *arg, int task, int thread) {
 
 void pe_par_linear(pe_ctx *c, int M, const float *A, int lda, const pe_lin *L, float *C, int ldc, int gelu) {
     linjob j = {.M = M, .N = L->out, .K = L->in, .lda = lda, .ldc = ldc, .gelu = gelu, .A = A, .L = L, .C = C};
-    int nt = c->n_threads, tasks;
+    int nt = PE_PARTS, tasks; /* not c->n_threads: see PE_PARTS */
     if (M >= 64 * nt) {
         j.split_rows = 1;
         j.chunk = (M + nt - 1) / nt;

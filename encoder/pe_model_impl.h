@@ -16,6 +16,12 @@
 #define PE_LN_EPS 1e-5f
 /* A non-native image may have up to this many times the native tokens. */
 #define PE_NONNATIVE_TOKENS 4
+/* Work is split into a multiple of PE_PARTS tasks whatever the thread count:
+ * OpenBLAS rounds a row differently depending on where a block starts, so a
+ * split by thread count made the vectors of a 1-thread and a 2-thread
+ * context differ in the last bits (a file ingested locally vs through a
+ * server). Balanced for 1, 2 and 4 threads. */
+#define PE_PARTS 4
 
 typedef struct pe_lin {      /* y = x W^T + b */
     const float *w;          /* [out, in] */

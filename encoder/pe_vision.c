@@ -45,10 +45,11 @@ static int row_tasks(const vjob *j) { return (j->R + j->rb - 1) / j->rb; }
 
 /* Rows per task for `rows` rows: at most rows_blk (OpenBLAS re-packs the
  * weights for every call, so blocks must not be too small; measured ~4%
- * going from 64 to 256), and a task count that is a multiple of the
- * thread count so that no thread idles at the end of a region. */
+ * going from 64 to 256), and a task count that is a multiple of PE_PARTS
+ * (not of the thread count: results must not depend on it) so that no
+ * thread idles at the end of a region. */
 static int pick_rb(const pe_ctx *c, int rows) {
-    int nt = c->n_threads;
+    int nt = PE_PARTS;
     int tasks = nt * ((rows + nt * c->rows_blk - 1) / (nt * c->rows_blk));
     if (tasks < 1) tasks = 1;
     return (rows + tasks - 1) / tasks;
@@ -355,9 +356,9 @@ int pe_vision_forward(pe_ctx *c, const float *pixels, int n, int ih, int iw, flo
     pe_trace_emit(c, "v_ln_pre", c->vx, (size_t)T * W);
 
     /* Whole heads per attention task, split further only as much as
-     * needed for every thread to get the same number of tasks. */
+     * needed for a multiple of PE_PARTS tasks. */
     j.nqb = 1;
-    while ((n * cfg->heads * j.nqb) % c->n_threads && j.nqb < c->n_threads * 4 && j.nqb < T) j.nqb++;
+    while ((n * cfg->heads * j.nqb) % PE_PARTS && j.nqb < PE_PARTS * 4 && j.nqb < T) j.nqb++;
     int nqb = j.nqb;
     char name[48];
     for (int l = 0; l < cfg->layers; l++) {

@@ -221,6 +221,8 @@ typedef struct eng_ingest_opts {
     const eng_kv *meta; int n_meta;
     int jobs;                   /* decode threads (default: cores) */
     int batch;                  /* encoder batch (default 8) */
+    int encoder_threads;        /* threads of the bulk encoder (default 0:
+                                   every core; vectors do not depend on it) */
     int commit_batch;           /* items per LMDB transaction (default 64) */
     int recursive;              /* walk directories (default 1) */
     eng_result_fn on_result; eng_progress_fn on_progress; void *user;

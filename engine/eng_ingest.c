@@ -8,7 +8,8 @@
  *     present: skipped before any decoding), sniff the content, decode and
  *     preprocess with libvips -> q_enc; failures and "present" go straight
  *     to q_write so that every result is reported by one thread
- *   encoder (1 thread, one pe_ctx with encoder_threads threads): batches of
+ *   encoder (1 thread, one pe_ctx with opts.encoder_threads threads, default
+ *     every core): batches of
  *     up to opts.batch images -> normalized vectors -> q_write
  *   writer (1 thread): commits up to opts.commit_batch items per LMDB write
  *     transaction (under db->write_mu), then adds them to the FAISS index,
@@ -744,14 +745,12 @@ int eng_ingest_paths(eng_db *db, const char *const *paths, int n, const eng_inge
     pe_ctx_opts co;
     pe_ctx_opts_default(&co);
     co.max_batch = batch;
-    /* encoder_threads (default 1), like the query contexts: an encoder with
-     * another thread count gives vectors that differ in the last bits
-     * (OpenBLAS blocks differently by shape), and a file ingested locally
-     * or through a server must get the same vector (test_net_cli_server
-     * compares them); <= 0 takes every core. */
+    /* Every core by default: the encoder partitions its work the same way
+     * for any thread count (pe.h), so a file gets the same vector here as
+     * through a server's one-thread query contexts. */
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     if (nc < 1) nc = 1;
-    co.n_threads = db->opts.encoder_threads > 0 ? db->opts.encoder_threads : (int)nc;
+    co.n_threads = o->encoder_threads > 0 ? o->encoder_threads : (int)nc;
     r->cap_idle = jobs;
     r->cap_busy = (int)nc - co.n_threads + 1;
     if (r->cap_busy < 1) r->cap_busy = 1;

@@ -5,8 +5,8 @@
  *
  * usage: bench_ingest --model M [--vocab V] [--jobs N] [--batch B] [--limit N]
  *                     [--enc-threads N] DIR|FILE...
- * (--enc-threads N sizes the ingest encoder, eng_open_opts.encoder_threads:
- * default 1, as percept runs it; the separate pass uses every core.) Times on a shared machine are noise:
+ * (--enc-threads N sizes the ingest encoder, eng_ingest_opts.encoder_threads:
+ * default every core, as percept runs it; the separate pass uses every core.) Times on a shared machine are noise:
  * repeat and take medians.
  */
 #define _GNU_SOURCE
@@ -92,12 +92,12 @@ int main(int argc, char **argv) {
     o.model_path = model;
     o.vocab_path = vocab;
     o.create = 1;
-    if (enc_threads > 0) o.encoder_threads = enc_threads;
     eng_db *db = NULL;
     if (eng_open(dir, &o, &db)) { fprintf(stderr, "open: %s\n", perr_msg()); return 1; }
     eng_ingest_opts io;
     eng_ingest_opts_default(&io);
     if (jobs > 0) io.jobs = jobs;
+    if (enc_threads > 0) io.encoder_threads = enc_threads;
     io.batch = batch;
     ok_list ok = {0};
     io.on_result = on_result;
@@ -138,7 +138,7 @@ int main(int argc, char **argv) {
     printf("bench_ingest: model %s (%s, %d px, dim %d), %llu files, jobs %d, batch %d, %ld cores, "
            "ingest encoder threads %d\n",
            model, c->name, c->image_size, c->output_dim, (unsigned long long)p.done, io.jobs, batch, nc,
-           enc_threads > 0 ? enc_threads : 1);
+           enc_threads > 0 ? enc_threads : (int)nc);
     printf("| measure                         | images/s | seconds |\n");
     printf("|---------------------------------|----------|---------|\n");
     printf("| end to end (decode+encode+commit)| %8.1f | %7.2f |\n", p.added / e2e, e2e);
