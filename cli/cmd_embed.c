@@ -41,8 +41,10 @@ static void usage(FILE *f) {
         "\n"
         "Prints one JSON object per input, in order: {\"dim\": D, \"vector\": [...]}.\n"
         "\n"
-        "  --image PATH    a photo (JPEG, PNG, WebP, GIF, TIFF, HEIF/AVIF); decoded,\n"
-        "                  EXIF-oriented, squash-resized to the model's size\n"
+        "  --image PATH    a photo (JPEG, PNG, WebP, GIF, TIFF, HEIF/AVIF); decoded at\n"
+        "                  full size (the reference; ingest and search decode large\n"
+        "                  photos at a reduced scale), EXIF-oriented, squash-resized\n"
+        "                  to the model's size\n"
         "  --text STRING   a text (CLIP BPE, the model's context length)\n"
         "  --pixels PATH   a preprocessed image: raw little-endian float32 [3,S,S],\n"
         "                  S = the model's image size, values as the official\n"
@@ -58,8 +60,8 @@ static void usage(FILE *f) {
         "  --vocab FILE    bpe_simple_vocab_16e6.txt.gz (needed with --text)\n"
         "  --no-normalize  print the raw embedding (default: L2-normalized)\n"
         "  --threads N     threads for the forward passes (default: all cores)\n"
-        "  --server HOST:PORT  embed with a running `percept serve` (its model;\n"
-        "                  images are uploaded; same output as in-process)\n"
+        "  --server HOST:PORT  embed with a running `percept serve` (its model and\n"
+        "                  its preprocessing, as for stored photos; images uploaded)\n"
         "  --token-file F  the server's token (else $PERCEPT_TOKEN)\n");
 }
 
@@ -252,6 +254,12 @@ static int cmd_embed(int argc, char **argv) {
         }
     }
 
+    /* embed is what outside checks compare with the official model: the
+     * exact reference decode, never shrink-on-load (ingest and queries use
+     * it for large photos, docs/media.md). */
+    pe_image_opts exact;
+    pe_image_opts_default(&exact, S);
+    exact.shrink_on_load = 0;
     /* Everything is read first: a bad input fails before any output. */
     size_t per = (size_t)3 * S * S;
     int n_img = n_in - n_text - n_video;
@@ -264,7 +272,7 @@ static int cmd_embed(int argc, char **argv) {
         const input *x = &in[i];
         if (x->kind == IN_VIDEO) rc = read_video(x->arg, S, frames, vpix + (size_t)iv++ * frames * per);
         else if (x->kind == IN_TEXT) rc = pe_tokenize(tok, x->arg, strlen(x->arg), L, ids + (size_t)it++ * L, NULL);
-        else if (x->kind == IN_IMAGE) rc = pe_image_preprocess_file(x->arg, S, NULL, pix + ii++ * per, NULL);
+        else if (x->kind == IN_IMAGE) rc = pe_image_preprocess_ex(x->arg, NULL, 0, x->arg, &exact, pix + ii++ * per, NULL);
         else rc = read_pixels(x->arg, S, cfg->name, pix + ii++ * per);
         if (rc) {
             status = cli_fail("embed", perr_prefix(rc, "input %d (%s)", i + 1, kind_flag(x->kind)));

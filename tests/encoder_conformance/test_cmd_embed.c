@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE
 #include "common/perr.h"
+#include "encoder/pe_image.h"
 #include "tests/common/testlib.h"
 
 #include <cjson/cJSON.h>
@@ -210,6 +211,42 @@ static void test_no_normalize(void) {
     free(px);
 }
 
+/* A photo large enough for shrink-on-load (2048 px, made with the vips
+ * CLI): embed takes the exact reference path anyway, so --image prints
+ * exactly what --pixels prints for the exactly preprocessed tensor. */
+static void test_large_image_exact(void) {
+    char *dir = t_tmpdir("embed-big");
+    char *big = t_path("%s/big.jpg", dir), *px = t_path("%s/big.f32", dir), *model = model_path();
+    char *cmd = t_path("vips resize '%s/%s/images/rocket.jpg' '%s[Q=95]' 3.2", t_fixtures(), FIX, big);
+    REQUIRE(system(cmd) == 0);
+    const int S = 64; /* tiny-a's input size */
+    float *pix = malloc(sizeof(float) * 3 * S * S);
+    pe_image_opts o;
+    pe_image_opts_default(&o, S);
+    pe_image_info info;
+    REQUIRE_OK(pe_image_preprocess_ex(big, NULL, 0, big, &o, pix, &info));
+    CHECK(info.shrink > 1); /* the default path would shrink this one */
+    o.shrink_on_load = 0;
+    REQUIRE_OK(pe_image_preprocess_ex(big, NULL, 0, big, &o, pix, &info));
+    CHECK_EQ_INT(info.shrink, 1);
+    t_write_file(px, pix, sizeof(float) * 3 * S * S);
+    char *a1[] = {exe(), "embed", "--model", model, "--image", big, NULL};
+    char *a2[] = {exe(), "embed", "--model", model, "--pixels", px, NULL};
+    run_result r1 = run(a1), r2 = run(a2);
+    CHECK_EQ_INT(r1.status, 0);
+    CHECK_EQ_INT(r2.status, 0);
+    CHECK(r1.out && r2.out && r1.out[0] && !strcmp(r1.out, r2.out));
+    run_free(&r1);
+    run_free(&r2);
+    free(pix);
+    free(cmd);
+    free(model);
+    free(px);
+    free(big);
+    t_rmtree(dir);
+    free(dir);
+}
+
 static void expect_failure(char **args, const char *needle) {
     run_result r = run(args);
     CHECK_EQ_INT(r.status, 2);
@@ -250,5 +287,6 @@ int main(void) {
     T_RUN(test_all_inputs_in_order);
     T_RUN(test_no_normalize);
     T_RUN(test_errors);
+    T_RUN(test_large_image_exact);
     return t_done();
 }
