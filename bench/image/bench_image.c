@@ -14,6 +14,7 @@
  *   bench_image 3 384 /usr/share/backgrounds
  */
 #define _GNU_SOURCE
+#include "bench/common/bench_util.h"
 #include "common/perr.h"
 #include "encoder/pe_image.h"
 
@@ -27,17 +28,6 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double decode_only(const char *path) {
     VipsImage *im = vips_image_new_from_file(path, "access", VIPS_ACCESS_SEQUENTIAL, NULL);
     double avg = 0;
@@ -46,47 +36,24 @@ static double decode_only(const char *path) {
     return avg;
 }
 
-typedef struct flist { char **v; int n, cap; } flist;
-
-static void add_path(flist *l, const char *p) {
-    struct stat sb;
-    if (stat(p, &sb) != 0) return;
-    if (S_ISDIR(sb.st_mode)) {
-        struct dirent **e = NULL;
-        int n = scandir(p, &e, NULL, alphasort);
-        for (int i = 0; i < n; i++) {
-            if (e[i]->d_name[0] != '.') {
-                char c[4096];
-                snprintf(c, sizeof c, "%s/%s", p, e[i]->d_name);
-                add_path(l, c);
-            }
-            free(e[i]);
-        }
-        free(e);
-        return;
-    }
-    if (l->n == l->cap) l->v = realloc(l->v, sizeof *l->v * (size_t)(l->cap = l->cap ? 2 * l->cap : 64));
-    l->v[l->n++] = strdup(p);
-}
-
 static double median_ms(const char *path, const pe_image_opts *o, int reps, float *out, int *ok) {
     double t[64];
     if (reps > 64) reps = 64;
     *ok = pe_image_preprocess_ex(path, NULL, 0, NULL, o, out, NULL) == PERR_OK; /* warm-up */
     if (!*ok) return 0;
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         pe_image_preprocess_ex(path, NULL, 0, NULL, o, out, NULL);
-        t[r] = (now() - t0) * 1e3;
+        t[r] = (bench_now() - t0) * 1e3;
     }
-    qsort(t, reps, sizeof t[0], cmp);
+    qsort(t, reps, sizeof t[0], bench_cmp_double);
     return t[reps / 2];
 }
 
 /* Per-file table over real photos: exact path against shrink-on-load. */
-static int bench_files(int reps, int size, char **paths, int np) {
-    flist l = {0};
-    for (int i = 0; i < np; i++) add_path(&l, paths[i]);
+static int time_files(int reps, int size, char **paths, int np) {
+    bench_files l = {0};
+    for (int i = 0; i < np; i++) bench_files_add(&l, paths[i]);
     pe_image_opts ex, sh;
     pe_image_opts_default(&ex, size);
     ex.shrink_on_load = 0;
@@ -123,8 +90,8 @@ static int bench_files(int reps, int size, char **paths, int np) {
         se += te, ss += ts, n++;
     }
     if (n) printf("| mean of %d images | | | | %.1f | %.1f | |\n", n, se / n, ss / n);
-    for (int i = 0; i < l.n; i++) free(l.v[i]);
-    free(l.v), free(a), free(b);
+    bench_files_free(&l);
+    free(a); free(b);
     return 0;
 }
 
@@ -132,7 +99,7 @@ int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 7, size = argc > 2 ? atoi(argv[2]) : 384;
     if (reps < 1) reps = 1;
     if (pe_image_init()) { fprintf(stderr, "%s\n", perr_msg()); return 1; }
-    if (argc > 3) return bench_files(reps, size, argv + 3, argc - 3);
+    if (argc > 3) return time_files(reps, size, argv + 3, argc - 3);
     const char *fx = getenv("PERCEPT_FIXTURES");
     char src[1024], dir[] = "/tmp/bench_image_XXXXXX";
     snprintf(src, sizeof src, "%s/tiny-a/images/astronaut.png", fx && *fx ? fx : "../shared/pe-fixtures");
@@ -167,19 +134,19 @@ int main(int argc, char **argv) {
         if (reps > 64) reps = 64;
         pe_image_preprocess_file(cases[c][1], size, NULL, out, NULL); /* warm-up */
         for (int r = 0; r < reps; r++) {
-            double t0 = now();
+            double t0 = bench_now();
             if (pe_image_preprocess_file(cases[c][1], size, NULL, out, NULL)) {
                 fprintf(stderr, "%s\n", perr_msg());
                 return 1;
             }
-            t[r] = (now() - t0) * 1e3;
-            t0 = now();
+            t[r] = (bench_now() - t0) * 1e3;
+            t0 = bench_now();
             decode_only(cases[c][1]);
-            d[r] = (now() - t0) * 1e3;
+            d[r] = (bench_now() - t0) * 1e3;
         }
         for (int i = 0; i < 3 * size * size; i++) sum += out[i] * (1 + i % 7);
-        qsort(t, reps, sizeof t[0], cmp);
-        qsort(d, reps, sizeof d[0], cmp);
+        qsort(t, reps, sizeof t[0], bench_cmp_double);
+        qsort(d, reps, sizeof d[0], bench_cmp_double);
         printf("%-24s %12.1f %12.1f %12.1f %14.4f\n", cases[c][0], t[reps / 2], t[reps - 1] - t[0], d[reps / 2], sum);
     }
     free(out);

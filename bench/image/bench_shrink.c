@@ -8,6 +8,7 @@
  *   bench_shrink --model M.safetensors [--threads N] DIR|FILE...
  */
 #define _GNU_SOURCE
+#include "bench/common/bench_util.h"
 #include "common/perr.h"
 #include "encoder/pe.h"
 #include "encoder/pe_image.h"
@@ -20,40 +21,6 @@
 #include <sys/stat.h>
 #include <time.h>
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct flist { char **v; int n, cap; } flist;
-
-static void add_path(flist *l, const char *p) {
-    struct stat sb;
-    if (stat(p, &sb) != 0) return;
-    if (S_ISDIR(sb.st_mode)) {
-        struct dirent **e = NULL;
-        int n = scandir(p, &e, NULL, alphasort);
-        for (int i = 0; i < n; i++) {
-            if (e[i]->d_name[0] != '.') {
-                char c[4096];
-                snprintf(c, sizeof c, "%s/%s", p, e[i]->d_name);
-                add_path(l, c);
-            }
-            free(e[i]);
-        }
-        free(e);
-        return;
-    }
-    if (l->n == l->cap) l->v = realloc(l->v, sizeof *l->v * (size_t)(l->cap = l->cap ? 2 * l->cap : 64));
-    l->v[l->n++] = strdup(p);
-}
-
 static double cosine(const float *a, const float *b, int n) {
     double ab = 0, aa = 0, bb = 0;
     for (int i = 0; i < n; i++) ab += (double)a[i] * b[i], aa += (double)a[i] * a[i], bb += (double)b[i] * b[i];
@@ -63,11 +30,11 @@ static double cosine(const float *a, const float *b, int n) {
 int main(int argc, char **argv) {
     const char *model = NULL;
     int threads = 2;
-    flist l = {0};
+    bench_files l = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else add_path(&l, argv[i]);
+        else bench_files_add(&l, argv[i]);
     }
     if (!model || !l.n) {
         fprintf(stderr, "usage: bench_shrink --model M [--threads N] DIR|FILE...\n");
@@ -102,18 +69,18 @@ int main(int argc, char **argv) {
         pe_image_opts_default(&o, S);
         o.shrink_on_load = 0;
         pe_image_info info;
-        double t0 = now();
+        double t0 = bench_now();
         if (pe_image_preprocess_ex(l.v[i], NULL, 0, NULL, &o, px, &info)) continue;
-        tm[0][n] = (now() - t0) * 1e3;
+        tm[0][n] = (bench_now() - t0) * 1e3;
         if (pe_encode_pixels(ctx, px, 1, e0)) { fprintf(stderr, "%s\n", perr_msg()); return 1; }
         for (int k = 0; k < NK; k++) {
             o.shrink_on_load = ks[k];
-            t0 = now();
+            t0 = bench_now();
             if (pe_image_preprocess_ex(l.v[i], NULL, 0, NULL, &o, px, NULL)) {
                 fprintf(stderr, "%s\n", perr_msg());
                 return 1;
             }
-            tm[k + 1][n] = (now() - t0) * 1e3;
+            tm[k + 1][n] = (bench_now() - t0) * 1e3;
             if (pe_encode_pixels(ctx, px, 1, e1)) { fprintf(stderr, "%s\n", perr_msg()); return 1; }
             cs[k][n] = cosine(e0, e1, D);
             if (cs[k][n] < 1.0 - 1e-7) nsh[k]++;
@@ -125,13 +92,13 @@ int main(int argc, char **argv) {
            c->name, S, D, n, l.n, 1024);
     printf("| shrink_on_load | images changed | cosine min | cosine median | cosine mean | preprocess ms median | worst file |\n");
     printf("|---|---|---|---|---|---|---|\n");
-    qsort(tm[0], n, sizeof(double), cmp);
+    qsort(tm[0], n, sizeof(double), bench_cmp_double);
     printf("| 0 (exact) | 0 | 1 | 1 | 1 | %.1f | |\n", n ? tm[0][n / 2] : 0);
     for (int k = 0; k < NK; k++) {
         double mean = 0;
         for (int i = 0; i < n; i++) mean += cs[k][i];
-        qsort(cs[k], n, sizeof(double), cmp);
-        qsort(tm[k + 1], n, sizeof(double), cmp);
+        qsort(cs[k], n, sizeof(double), bench_cmp_double);
+        qsort(tm[k + 1], n, sizeof(double), bench_cmp_double);
         printf("| %d | %d | %.7f | %.7f | %.7f | %.1f | %s |\n", ks[k], nsh[k], n ? cs[k][0] : 0,
                n ? cs[k][n / 2] : 0, n ? mean / n : 0, n ? tm[k + 1][n / 2] : 0, worst_name[k]);
     }
@@ -140,7 +107,7 @@ int main(int argc, char **argv) {
     pe_model_free(m);
     for (int k = 0; k < NK; k++) free(cs[k]);
     for (int k = 0; k <= NK; k++) free(tm[k]);
-    for (int i = 0; i < l.n; i++) free(l.v[i]);
-    free(l.v), free(px), free(e0), free(e1);
+    bench_files_free(&l);
+    free(px); free(e0); free(e1);
     return 0;
 }
