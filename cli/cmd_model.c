@@ -9,6 +9,7 @@
  * server). */
 #define _GNU_SOURCE
 #include "cli/cli.h"
+#include "cli/db_common.h"
 #include "cli/fetch.h"
 #include "common/perr.h"
 
@@ -200,8 +201,11 @@ static int cmd_model_list(int argc, char **argv) {
     if (n > 0) target[n] = 0;
     const char *def = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
     DIR *d = opendir(dir);
-    if (json) printf("{\"home\":\"%s\",\"models\":[", dir);
-    else printf("models in %s:\n", dir);
+    cJSON *jo = json ? cJSON_CreateObject() : NULL, *jm = NULL;
+    if (json) {
+        cJSON_AddStringToObject(jo, "home", dir);
+        jm = cJSON_AddArrayToObject(jo, "models");
+    } else printf("models in %s:\n", dir);
     int count = 0;
     if (d) {
         struct dirent *e;
@@ -219,18 +223,22 @@ static int cmd_model_list(int argc, char **argv) {
             struct stat st;
             if (stat(path, &st) != 0) continue;
             int is_def = !strcmp(def, nm);
-            if (json)
-                printf("%s{\"file\":\"%s\",\"bytes\":%lld,\"sha256\":%s%s%s,\"default\":%s}",
-                       count ? "," : "", path, (long long)st.st_size, has_rec ? "\"" : "",
-                       has_rec ? sha : "null", has_rec ? "\"" : "", is_def ? "true" : "false");
-            else
+            if (json) {
+                cJSON *m = cJSON_CreateObject();
+                cJSON_AddStringToObject(m, "file", path);
+                cJSON_AddNumberToObject(m, "bytes", (double)st.st_size);
+                if (has_rec) cJSON_AddStringToObject(m, "sha256", sha);
+                else cJSON_AddNullToObject(m, "sha256");
+                cJSON_AddBoolToObject(m, "default", is_def);
+                cJSON_AddItemToArray(jm, m);
+            } else
                 printf("  %c %-28s %10.1f MiB  %s\n", is_def ? '*' : ' ', nm,
                        st.st_size / 1048576.0, has_rec ? "sha256 recorded" : "not verified");
             count++;
         }
         closedir(d);
     }
-    if (json) printf("]}\n");
+    if (json) db_print_json(jo);
     else if (!count) printf("  (none: run `percept model fetch`, or pass --model FILE)\n");
     else printf("(* = default, used when no --model is given)\n");
     return CLI_OK;

@@ -37,6 +37,10 @@ check "no .part left" "! ls '$m'/*.part 2>/dev/null | grep -q ."
 "$exe" model list --json > "$tmp/list"
 check "list shows default" "grep -q '\"default\":true' '$tmp/list'"
 check "list shows sha" "grep -q '$want' '$tmp/list'"
+cp "$m/PE-Core-T16-384.pt" "$m/q\"uote.pt"   # a name JSON must escape
+"$exe" model list --json > "$tmp/list2"
+check "list --json is JSON" "python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert any(x[\"file\"].endswith(\"q\\\"uote.pt\") for x in d[\"models\"])' '$tmp/list2'"
+rm "$m/q\"uote.pt"
 
 # Second fetch verifies, downloads nothing.
 : > "$tmp/log"
