@@ -23,9 +23,9 @@
  * an image while a batch is being encoded (one keeps decoding ahead), and
  * all jobs while the encoder waits for images, so a decode-heavy run keeps
  * every core decoding and an encode-heavy one leaves the cores to the
- * encoder. (With the default single encoder thread on 2 cores the gate lets
- * both decoders in: nothing to protect.) (Lowering the decoders' nice value was measured too; it is
- * machine-wide: on a shared machine other processes' builds starved them.)
+ * encoder (default on 2 cores: a 2-thread encoder and 1 decoder while it
+ * runs). Lowering the decoders' nice value was measured too; it is
+ * machine-wide: on a shared machine other processes' builds starved them.
  *
  * Never: stop the run for one bad file; report an item before its commit.
  */
