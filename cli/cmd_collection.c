@@ -5,7 +5,6 @@
 #include "common/perr.h"
 #include "net/client.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -48,15 +47,7 @@ static int cmd_collection(int argc, char **argv) {
             if (rc == PERR_OK && a.json) {
                 cJSON *arr = cJSON_CreateArray();
                 for (int i = 0; i < n; i++) {
-                    cJSON *o = cJSON_CreateObject();
-                    cJSON_AddStringToObject(o, "name", ci[i].name);
-                    cJSON_AddStringToObject(o, "index", ci[i].factory);
-                    cJSON_AddNumberToObject(o, "items", (double)ci[i].n_items);
-                    cJSON_AddNumberToObject(o, "indexed", (double)ci[i].n_index);
-                    cJSON_AddBoolToObject(o, "trained", ci[i].trained);
-                    if (isnan(ci[i].threshold)) cJSON_AddNullToObject(o, "threshold");
-                    else cJSON_AddNumberToObject(o, "threshold", ci[i].threshold);
-                    cJSON_AddItemToArray(arr, o);
+                    cJSON_AddItemToArray(arr, db_collection_json(&ci[i]));
                 }
                 cJSON *j = cJSON_CreateObject();
                 cJSON_AddItemToObject(j, "collections", arr);

@@ -153,6 +153,18 @@ cJSON *db_item_json(const eng_item *it, int with_vector) {
     return o;
 }
 
+cJSON *db_collection_json(const eng_collection_info *ci) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", ci->name);
+    cJSON_AddStringToObject(o, "index", ci->factory);
+    cJSON_AddNumberToObject(o, "items", (double)ci->n_items);
+    cJSON_AddNumberToObject(o, "indexed", (double)ci->n_index);
+    cJSON_AddBoolToObject(o, "trained", ci->trained);
+    if (isnan(ci->threshold)) cJSON_AddNullToObject(o, "threshold");
+    else cJSON_AddNumberToObject(o, "threshold", ci->threshold);
+    return o;
+}
+
 /* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
  * surrogates, <= U+10FFFF), 0 if invalid. */
 static size_t utf8_seq(const unsigned char *s) {

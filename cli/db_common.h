@@ -42,6 +42,8 @@ int db_parse_kv(char *s, const char *what, eng_kv *out);
 cJSON *db_hit_json(const eng_hit *h);
 cJSON *db_results_json(const eng_results *r);
 cJSON *db_item_json(const eng_item *it, int with_vector);
+/* One collection as `collection list --json` and `stats --json` print it. */
+cJSON *db_collection_json(const eng_collection_info *ci);
 /* Prints JSON compactly followed by a newline and frees it. */
 void db_print_json(cJSON *j);
 /* Human line for a hit. */
