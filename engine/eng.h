@@ -34,6 +34,7 @@ typedef struct eng_db eng_db;
 #define ENG_DEFAULT_COLLECTION "default"
 #define ENG_DEFAULT_INDEX "Flat"
 #define ENG_NAME_MAX 65          /* collection name bytes, incl. NUL */
+#define ENG_GROUP_MAX 256        /* uploads in one group-commit transaction at most */
 
 /* ---- open / close ------------------------------------------------------ */
 
@@ -57,6 +58,10 @@ typedef struct eng_open_opts {
     /* Save an index after this many changes during bulk ingest (default
      * 20000); indexes are always saved at close. */
     int save_every;
+    /* Uploads per group-commit transaction at most (eng_upload_commit;
+     * default and cap ENG_GROUP_MAX = 256; 1: a transaction per upload,
+     * for comparison in bench_server). */
+    int upload_group_max;
 } eng_open_opts;
 
 void eng_open_opts_default(eng_open_opts *o);
@@ -239,10 +244,42 @@ void eng_ingest_opts_default(eng_ingest_opts *o);
 int eng_ingest_paths(eng_db *db, const char *const *paths, int n,
                      const eng_ingest_opts *o, eng_progress *out);
 
-/* One media buffer (server uploads). *id gets the new or existing id;
- * *outcome ENG_ADDED or ENG_PRESENT. */
+/* One media buffer. *id gets the new or existing id; *outcome ENG_ADDED or
+ * ENG_PRESENT (ENG_FAILED with an error). eng_upload_prepare +
+ * eng_upload_commit, waiting for the commit: callers adding at the same
+ * time share transactions. */
 int eng_add_buffer(eng_db *db, const void *data, size_t len, const char *uri,
                    const eng_ingest_opts *o, uint64_t *id, eng_outcome *outcome);
+
+/* Uploads with group commit (the server's INGEST), in two steps so that the
+ * thread that decodes never waits for a disk sync:
+ *  - eng_upload_prepare does the CPU work on the calling thread: SHA-256,
+ *    the "already present" lookup, decoding and encoding (o: collection,
+ *    labels, meta, video; copied, o may die on return). A file that cannot
+ *    be stored fails here (*out NULL, error with the uri named).
+ *  - eng_upload_commit hands it to the database's one committer thread.
+ *    Uploads queued while a transaction commits go together into the next
+ *    one (up to eng_open_opts.upload_group_max): one LMDB write transaction and sync
+ *    per group instead of per upload. Within a group the same bytes twice
+ *    are stored once: the later upload is ENG_PRESENT with the same id. An
+ *    upload that storage refuses (a label or metadata value over the limits)
+ *    fails alone; when the whole transaction fails (map full, I/O), each
+ *    upload of the group is retried in its own transaction.
+ * done runs exactly once per committed upload: after the transaction holding
+ * it committed (synced: the item is durable, in the index and searchable),
+ * with rc PERR_OK, the id and ENG_ADDED / ENG_PRESENT; or with rc != 0 (the
+ * message in perr_msg() on that thread) when it was not stored. It runs on
+ * the committer thread (on the caller's, before eng_upload_commit returns,
+ * for an upload found present by prepare) and must be quick: the next group
+ * waits for it. eng_close commits and answers what is queued before closing. */
+typedef struct eng_upload eng_upload;
+typedef void (*eng_upload_fn)(void *user, int rc, uint64_t id, eng_outcome outcome);
+int eng_upload_prepare(eng_db *db, const void *data, size_t len, const char *uri,
+                       const eng_ingest_opts *o, eng_upload **out);
+/* Takes u (freed after done ran). */
+void eng_upload_commit(eng_db *db, eng_upload *u, eng_upload_fn done, void *user);
+/* A prepared upload not committed after all. NULL: no-op. */
+void eng_upload_free(eng_upload *u);
 
 /* Raw vectors (n x dim; normalized here), e.g. for benchmarks or imports.
  * uris may be NULL. ids[i] gets each new id (ids may be NULL). One
@@ -402,6 +439,8 @@ typedef struct eng_stats {
     uint64_t lmdb_bytes;        /* data.mdb size on disk */
     uint64_t index_bytes;       /* all index files */
     uint64_t map_size;
+    uint64_t upload_groups;     /* group-commit transactions since open */
+    uint64_t uploads_grouped;   /* uploads they held (/ upload_groups: mean group) */
 } eng_stats;
 int eng_get_stats(eng_db *db, eng_stats *out);
 

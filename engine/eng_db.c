@@ -803,6 +803,8 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
     if (o->vocab_path) db->vocab_path = strdup(o->vocab_path);
     pthread_mutex_init(&db->model_mu, NULL);
     pthread_mutex_init(&db->write_mu, NULL);
+    pthread_mutex_init(&db->gc_mu, NULL);
+    pthread_cond_init(&db->gc_cv, NULL);
     pthread_mutex_init(&db->pool.mu, NULL);
     pthread_cond_init(&db->pool.cv, NULL);
     pthread_rwlock_init(&db->coll_lock, NULL);
@@ -917,6 +919,8 @@ int eng_open_model(const char *model_path, const char *vocab_path, eng_db **out)
     db->dir = strdup("(no database)");
     pthread_mutex_init(&db->model_mu, NULL);
     pthread_mutex_init(&db->write_mu, NULL);
+    pthread_mutex_init(&db->gc_mu, NULL);
+    pthread_cond_init(&db->gc_cv, NULL);
     pthread_mutex_init(&db->pool.mu, NULL);
     pthread_cond_init(&db->pool.cv, NULL);
     pthread_rwlock_init(&db->coll_lock, NULL);
@@ -953,6 +957,7 @@ int eng_checkpoint(eng_db *db) {
 int eng_close(eng_db *db) {
     if (!db) return PERR_OK;
     int rc = PERR_OK;
+    eng_group_stop(db); /* queued uploads are committed and answered first */
     if (db->st) rc = eng_checkpoint(db);
     for (int i = 0; i < db->n_colls; i++) { idx_free(db->colls[i].ix); idx_free(db->colls[i].seg_ix); }
     free(db->colls);
@@ -964,6 +969,8 @@ int eng_close(eng_db *db) {
     if (db->lock_fd >= 0) close(db->lock_fd);
     pthread_mutex_destroy(&db->model_mu);
     pthread_mutex_destroy(&db->write_mu);
+    pthread_mutex_destroy(&db->gc_mu);
+    pthread_cond_destroy(&db->gc_cv);
     pthread_mutex_destroy(&db->pool.mu);
     pthread_cond_destroy(&db->pool.cv);
     pthread_rwlock_destroy(&db->coll_lock);
@@ -1187,6 +1194,10 @@ int eng_get_stats(eng_db *db, eng_stats *out) {
     out->n_collections = (int)ss.n_collections;
     out->lmdb_bytes = ss.file_bytes;
     out->map_size = ss.map_size;
+    pthread_mutex_lock(&db->gc_mu);
+    out->upload_groups = db->gc_groups;
+    out->uploads_grouped = db->gc_items;
+    pthread_mutex_unlock(&db->gc_mu);
     pthread_rwlock_rdlock(&db->coll_lock);
     for (int i = 0; i < db->n_colls; i++) {
         char p[PATH_MAX];

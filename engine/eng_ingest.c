@@ -1,4 +1,5 @@
-/* eng_ingest: the bulk ingest pipeline and single-item adds.
+/* eng_ingest: the bulk ingest pipeline, uploads with group commit, and
+ * vector adds.
  *
  * DESIGN. Four stages joined by bounded queues:
  *   walker (caller's thread): expands paths (directories recursively, in
@@ -26,6 +27,14 @@
  * encoder (default on 2 cores: a 2-thread encoder and 1 decoder while it
  * runs). Lowering the decoders' nice value was measured too; it is
  * machine-wide: on a shared machine other processes' builds starved them.
+ *
+ * Uploads (eng_upload_prepare / eng_upload_commit, the server's INGEST):
+ * the caller's thread does the CPU work (hash, present lookup, decode,
+ * encode); one committer thread per database (group_main, started by the
+ * first upload, stopped by eng_close after it drained the queue) commits
+ * whatever is queued in one transaction through the same commit_jobs, then
+ * calls each upload's completion. A dead transaction is retried upload by
+ * upload so that one bad upload fails alone (group_commit).
  *
  * Never: stop the run for one bad file; report an item before its commit.
  */
@@ -134,7 +143,17 @@ static void *q_pop(queue *q, double wait_s, int *timed_out) {
 
 /* ------------------------------------------------------------------ jobs */
 
-typedef struct job {
+/* Where and with what items are stored: the run's options, or an upload's
+ * own copy of them (dest_own). */
+typedef struct dest {
+    uint32_t coll;
+    const char *const *labels; int n_labels;
+    const st_kv *meta; int n_meta;
+} dest;
+
+/* A file or upload on its way to LMDB. Public as eng_upload (eng.h). */
+typedef struct eng_upload job;
+struct eng_upload {
     char *path;
     uint8_t hash[32];
     uint64_t size;
@@ -155,10 +174,16 @@ typedef struct job {
     float *seg_vecs;        /* n_segs x dim, normalized */
     atomic_int outstanding; /* frame jobs in flight + 1 for the decoder */
     atomic_int vfailed;     /* first failure wins and writes the reason */
-    struct job *parent;     /* frame job: its video */
+    struct eng_upload *parent; /* frame job: its video */
     int frame;              /* frame job: index in the plan's times */
     eng_video_meta vmeta;
-} job;
+    const dest *dst;        /* where commit_jobs stores it */
+    dest *dest_own;         /* uploads: dst, with copies of labels and meta */
+    /* uploads: completion (eng_upload_commit) and the committer's queue */
+    eng_upload_fn done;
+    void *user;
+    struct eng_upload *gnext;
+};
 
 static void job_free(job *j) {
     if (!j) return;
@@ -169,6 +194,7 @@ static void job_free(job *j) {
     eng_vplan_free(j->vp);
     free(j->frame_emb);
     free(j->seg_vecs);
+    free(j->dest_own);
     free(j);
 }
 
@@ -184,6 +210,8 @@ typedef struct run {
     eng_db *db;
     const eng_ingest_opts *o;
     uint32_t coll;
+    dest dst;               /* every file of the run goes here */
+    st_kv *meta;            /* o->meta as storage takes it */
     queue q_path, q_enc, q_write;
     atomic_ullong seen, bytes;
     atomic_int stop;        /* a fatal error: drain without work */
@@ -331,28 +359,35 @@ out:
 
 /* ---------------------------------------------------------------- writer */
 
-/* Commits the pending jobs among jobs[0..n) in one transaction, then adds
- * them to the index. Caller does not hold write_mu. Returns a fatal error
- * (storage full, I/O): then every pending job of the batch failed. */
-static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_ingest_opts *o) {
+/* Storage's checks made before anything is written: such a failure is the
+ * item's own and leaves the transaction usable (st.h). */
+static int item_level_error(int rc) {
+    return rc == PERR_INVALID || rc == PERR_TOO_LARGE || rc == PERR_NOT_FOUND;
+}
+
+/* Commits the pending jobs among jobs[0..n) in one transaction (each to its
+ * j->dst), then adds them to their collections' indexes. An item-level
+ * error fails that job only. Caller does not hold write_mu. Returns a fatal
+ * error (storage full, I/O): then the transaction was aborted and every job
+ * that was pending failed with it. */
+static int commit_jobs(eng_db *db, job **jobs, int n) {
     int dim = db->dim;
     float *vecs = malloc(sizeof(float) * (size_t)dim * (size_t)(n ? n : 1));
     uint64_t *ids = malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
-    if (!vecs || !ids) { free(vecs); free(ids); return perr_set(PERR_NOMEM, "commit batch"); }
-    st_kv *meta = NULL;
-    if (o->n_meta) {
-        meta = calloc((size_t)o->n_meta, sizeof *meta);
-        if (!meta) { free(vecs); free(ids); return perr_set(PERR_NOMEM, "metadata"); }
-        for (int i = 0; i < o->n_meta; i++) { meta[i].key = o->meta[i].key; meta[i].value = o->meta[i].value; }
+    uint32_t *colls = malloc(sizeof(uint32_t) * (size_t)(n ? n : 1));
+    uint64_t *seqs = malloc(sizeof(uint64_t) * (size_t)(n ? n : 1));
+    if (!vecs || !ids || !colls || !seqs) {
+        free(vecs); free(ids); free(colls); free(seqs);
+        return perr_set(PERR_NOMEM, "commit batch");
     }
     pthread_mutex_lock(&db->write_mu);
     st_txn *w = NULL;
     int rc = st_txn_begin(db->st, 1, &w);
     int nadd = 0;
-    uint64_t last_seq = 0;
     for (int i = 0; rc == PERR_OK && i < n; i++) {
         job *j = jobs[i];
         if (!j->pending) continue;
+        const dest *d = j->dst;
         st_item it;
         memset(&it, 0, sizeof it);
         it.media = j->vp ? ST_MEDIA_VIDEO : ST_MEDIA_IMAGE;
@@ -361,10 +396,10 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
         it.size_bytes = j->size;
         it.width = j->width;
         it.height = j->height;
-        it.labels = o->labels;
-        it.n_labels = (size_t)o->n_labels;
-        it.meta = meta;
-        it.n_meta = (size_t)o->n_meta;
+        it.labels = d->labels;
+        it.n_labels = (size_t)d->n_labels;
+        it.meta = d->meta;
+        it.n_meta = (size_t)d->n_meta;
         st_segment *segs = NULL;
         int nsegs = 0;
         if (j->vp) {
@@ -380,21 +415,24 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
             }
         }
         uint64_t id = 0, seq = 0;
-        int r = st_item_add(w, coll, &it, j->vec, segs, (size_t)nsegs, &id, &seq);
+        int r = st_item_add(w, d->coll, &it, j->vec, segs, (size_t)nsegs, &id, &seq);
         free(segs);
         if (r == PERR_OK) {
             j->id = id;
             j->outcome = ENG_ADDED;
             memcpy(vecs + (size_t)nadd * dim, j->vec, sizeof(float) * (size_t)dim);
+            colls[nadd] = d->coll;
+            seqs[nadd] = seq;
             ids[nadd++] = id;
-            last_seq = seq;
-        } else if (r == PERR_EXISTS) { /* same bytes earlier in this run */
+        } else if (r == PERR_EXISTS) { /* same bytes earlier in this run or group */
             perr_clear();
             j->id = id;
             j->outcome = ENG_PRESENT;
             j->pending = 0;
-        } else if (r == PERR_INVALID) {  /* this item only; txn still alive */
-            job_fail(j, r, perr_msg());
+        } else if (item_level_error(r)) {  /* this item only; txn still alive */
+            char m2[1400];
+            snprintf(m2, sizeof m2, "%s: not stored: %s", j->path, perr_msg());
+            job_fail(j, r, m2);
         } else {
             rc = r;
         }
@@ -402,10 +440,31 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
     if (rc == PERR_OK) rc = st_txn_commit(w);
     else st_txn_abort(w);
     if (rc == PERR_OK && nadd) {
-        int r = eng_index_added(db, coll, ids, vecs, (size_t)nadd, last_seq);
+        /* Per collection, in commit order (a group may span collections):
+         * the rows of collection c gathered into the front of gv/gi. */
+        int r = PERR_OK;
+        float *gv = malloc(sizeof(float) * (size_t)dim * (size_t)nadd);
+        uint64_t *gi = malloc(sizeof(uint64_t) * (size_t)nadd);
+        if (!gv || !gi) r = perr_set(PERR_NOMEM, "index update");
+        for (int i = 0; r == PERR_OK && i < nadd; i++) {
+            if (colls[i] == UINT32_MAX) continue;
+            uint32_t c = colls[i];
+            int m = 0;
+            uint64_t last = 0;
+            for (int k = i; k < nadd; k++) {
+                if (colls[k] != c) continue;
+                memcpy(gv + (size_t)m * dim, vecs + (size_t)k * dim, sizeof(float) * (size_t)dim);
+                gi[m++] = ids[k];
+                last = seqs[k];
+                colls[k] = UINT32_MAX;
+            }
+            r = eng_index_added(db, c, gi, gv, (size_t)m, last);
+        }
+        free(gv);
+        free(gi);
         for (int i = 0; r == PERR_OK && i < n; i++)
             if (jobs[i]->pending && jobs[i]->outcome == ENG_ADDED && jobs[i]->vp)
-                r = eng_seg_added(db, coll, jobs[i]->id, jobs[i]->seg_vecs, jobs[i]->vp->n_segs);
+                r = eng_seg_added(db, jobs[i]->dst->coll, jobs[i]->id, jobs[i]->seg_vecs, jobs[i]->vp->n_segs);
         /* Committed items are safe in LMDB; the index catches up on open. */
         if (r) fprintf(stderr, "percept: index update failed (%s); it is rebuilt on next open\n", perr_msg());
     }
@@ -425,7 +484,8 @@ static int commit_jobs(eng_db *db, uint32_t coll, job **jobs, int n, const eng_i
     }
     free(vecs);
     free(ids);
-    free(meta);
+    free(colls);
+    free(seqs);
     return rc;
 }
 
@@ -471,7 +531,7 @@ static void *writer_main(void *arg) {
         if (j && r->fatal) { job_fail(j, r->fatal, r->fatal_msg); report(r, j); job_free(j); continue; }
         if (j) batch[n++] = j;
         if (n && (n == cb || !j)) {
-            int rc = commit_jobs(r->db, r->coll, batch, n, r->o);
+            int rc = commit_jobs(r->db, batch, n);
             if (rc && !r->fatal) {
                 r->fatal = rc;
                 snprintf(r->fatal_msg, sizeof r->fatal_msg, "%s", perr_msg());
@@ -642,6 +702,7 @@ static void *decoder_main(void *arg) {
         job *j = calloc(1, sizeof *j);
         if (!j) { free(path); continue; }
         j->path = path;
+        j->dst = &r->dst;
         if (stopping(r)) {
             char msg[1200];
             snprintf(msg, sizeof msg, "%s: not stored: the run stopped before it (%s)", path,
@@ -708,6 +769,24 @@ static uint32_t coll_id(eng_db *db, const char *name) {
     return id;
 }
 
+/* d points at o's labels and meta (*meta: storage's form of o->meta, freed
+ * by the caller). */
+static int dest_init(dest *d, uint32_t coll, const eng_ingest_opts *o, st_kv **meta) {
+    memset(d, 0, sizeof *d);
+    *meta = NULL;
+    d->coll = coll;
+    d->labels = o->labels;
+    d->n_labels = o->n_labels;
+    if (o->n_meta > 0) {
+        *meta = calloc((size_t)o->n_meta, sizeof **meta);
+        if (!*meta) return perr_set(PERR_NOMEM, "metadata");
+        for (int i = 0; i < o->n_meta; i++) { (*meta)[i].key = o->meta[i].key; (*meta)[i].value = o->meta[i].value; }
+        d->meta = *meta;
+        d->n_meta = o->n_meta;
+    }
+    return PERR_OK;
+}
+
 static int ingest_prepare(eng_db *db, const eng_ingest_opts *o, uint32_t *coll) {
     if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
     if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
@@ -731,6 +810,7 @@ int eng_ingest_paths(eng_db *db, const char *const *paths, int n, const eng_inge
     r->db = db;
     r->o = o;
     int rc = ingest_prepare(db, o, &r->coll);
+    if (rc == PERR_OK) rc = dest_init(&r->dst, r->coll, o, &r->meta);
     if (rc) { free(r); return rc; }
     int jobs = o->jobs > 0 ? o->jobs : 1;
     int batch = o->batch > 0 ? o->batch : 8;
@@ -739,6 +819,7 @@ int eng_ingest_paths(eng_db *db, const char *const *paths, int n, const eng_inge
     if ((rc = q_init(&r->q_path, 4 * jobs, 1)) ||
         (rc = q_init(&r->q_enc, 2 * batch + jobs, jobs)) ||
         (rc = q_init(&r->q_write, cb + 2 * batch + jobs, jobs + 1))) {
+        free(r->meta);
         free(r);
         return rc;
     }
@@ -800,29 +881,60 @@ free_queues:
     q_destroy(&r->q_path);
     q_destroy(&r->q_enc);
     q_destroy(&r->q_write);
+    free(r->meta);
     free(r);
     return rc;
 }
 
-/* ------------------------------------------------------- single-item adds */
+/* ------------------------------------------ uploads and the group committer */
 
-int eng_add_buffer(eng_db *db, const void *data, size_t len, const char *uri,
-                   const eng_ingest_opts *o, uint64_t *id, eng_outcome *outcome) {
+/* An upload's own dest: labels, metadata and their strings in one block
+ * (the caller's options die when eng_upload_prepare returns). */
+static int dest_copy(uint32_t coll, const eng_ingest_opts *o, dest **out) {
+    size_t bytes = sizeof(dest) + sizeof(char *) * (size_t)o->n_labels + sizeof(st_kv) * (size_t)o->n_meta;
+    for (int i = 0; i < o->n_labels; i++) bytes += strlen(o->labels[i]) + 1;
+    for (int i = 0; i < o->n_meta; i++) bytes += strlen(o->meta[i].key) + strlen(o->meta[i].value) + 2;
+    dest *d = calloc(1, bytes);
+    if (!d) return perr_set(PERR_NOMEM, "upload options (%zu bytes)", bytes);
+    const char **labels = (const char **)(d + 1);
+    st_kv *meta = (st_kv *)(labels + o->n_labels);
+    char *p = (char *)(meta + o->n_meta);
+    for (int i = 0; i < o->n_labels; i++) { labels[i] = strcpy(p, o->labels[i]); p += strlen(p) + 1; }
+    for (int i = 0; i < o->n_meta; i++) {
+        meta[i].key = strcpy(p, o->meta[i].key); p += strlen(p) + 1;
+        meta[i].value = strcpy(p, o->meta[i].value); p += strlen(p) + 1;
+    }
+    d->coll = coll;
+    d->labels = labels;
+    d->n_labels = o->n_labels;
+    d->meta = meta;
+    d->n_meta = o->n_meta;
+    *out = d;
+    return PERR_OK;
+}
+
+int eng_upload_prepare(eng_db *db, const void *data, size_t len, const char *uri,
+                       const eng_ingest_opts *o, eng_upload **out) {
+    *out = NULL;
     eng_ingest_opts dflt;
     if (!o) { eng_ingest_opts_default(&dflt); o = &dflt; }
     uint32_t coll;
     int rc = ingest_prepare(db, o, &coll);
     if (rc) return rc;
     job *j = calloc(1, sizeof *j);
-    if (!j || !(j->path = strdup(uri ? uri : ""))) { job_free(j); return perr_set(PERR_NOMEM, "add"); }
+    if (!j || !(j->path = strdup(uri ? uri : ""))) { job_free(j); return perr_set(PERR_NOMEM, "upload"); }
+    if ((rc = dest_copy(coll, o, &j->dest_own))) { job_free(j); return rc; }
+    j->dst = j->dest_own;
     prepare(db, coll, j, data, len, NULL, o->video);
     if (j->pending && j->vp) {
         float *emb = NULL;
         rc = eng_vplan_encode(db, j->vp, &emb);
         if (rc == PERR_OK) rc = video_vectors(db, j, emb);
         free(emb);
+        /* The decoder reads data in place: done with it before we return. */
+        pe_video_close(j->vp->v);
+        j->vp->v = NULL;
         if (rc) job_fail(j, rc, perr_msg());
-        else rc = commit_jobs(db, coll, &j, 1, o);
     } else if (j->pending) {
         j->vec = malloc(sizeof(float) * (size_t)db->dim);
         if (!j->vec) rc = perr_set(PERR_NOMEM, "vector");
@@ -831,17 +943,154 @@ int eng_add_buffer(eng_db *db, const void *data, size_t len, const char *uri,
             rc = pe_encode_pixels(c, j->pixels, 1, j->vec);
             eng_ctx_put(db, c);
         }
+        free(j->pixels);
+        j->pixels = NULL;
         if (rc) job_fail(j, rc, perr_msg());
-        else {
-            pe_l2_normalize(j->vec, db->dim);
-            rc = commit_jobs(db, coll, &j, 1, o);
-        }
+        else pe_l2_normalize(j->vec, db->dim);
     }
-    if (rc == PERR_OK && j->outcome == ENG_FAILED) rc = perr_set(j->code, "%s", j->reason);
-    if (id) *id = j->id;
-    if (outcome) *outcome = j->outcome;
+    if (j->outcome == ENG_FAILED) {
+        rc = perr_set(j->code ? j->code : PERR_INTERNAL, "%s", j->reason ? j->reason : "upload failed");
+        job_free(j);
+        return rc;
+    }
+    *out = j;
+    return PERR_OK;
+}
+
+void eng_upload_free(eng_upload *u) { job_free(u); }
+
+/* Calls the upload's completion with its result and frees it. */
+static void upload_finish(job *j) {
+    if (j->outcome == ENG_FAILED) {
+        int code = j->code ? j->code : PERR_INTERNAL;
+        perr_set(code, "%s", j->reason ? j->reason : perr_str(code));
+        j->done(j->user, code, 0, ENG_FAILED);
+    } else {
+        perr_clear();
+        j->done(j->user, PERR_OK, j->id, j->outcome);
+    }
     job_free(j);
-    return rc;
+}
+
+/* One group: one transaction. When the transaction itself dies (storage
+ * full, I/O) nothing of it was stored; then each upload is committed again
+ * in its own transaction, so that the one that cannot be stored fails alone. */
+static void group_commit(eng_db *db, job **g, int n) {
+    unsigned char was[ENG_GROUP_MAX];
+    for (int i = 0; i < n; i++) was[i] = (unsigned char)g[i]->pending;
+    int rc = commit_jobs(db, g, n);
+    if (rc == PERR_OK || n == 1) return;
+    for (int i = 0; i < n; i++) {
+        job *j = g[i];
+        if (!was[i] || (j->outcome == ENG_FAILED && item_level_error(j->code))) continue;
+        /* a "present" answered inside the dead transaction may name an
+         * item of that transaction: retried too */
+        j->outcome = ENG_ADDED;
+        j->code = 0;
+        free(j->reason);
+        j->reason = NULL;
+        j->id = 0;
+        j->pending = 1;
+        commit_jobs(db, &j, 1);
+    }
+}
+
+static void *group_main(void *arg) {
+    eng_db *db = arg;
+    job *g[ENG_GROUP_MAX];
+    int max = db->opts.upload_group_max;
+    if (max <= 0 || max > ENG_GROUP_MAX) max = ENG_GROUP_MAX;
+    for (;;) {
+        pthread_mutex_lock(&db->gc_mu);
+        while (!db->gc_head && !db->gc_stop) pthread_cond_wait(&db->gc_cv, &db->gc_mu);
+        int n = 0;
+        while (db->gc_head && n < max) {
+            g[n++] = db->gc_head;
+            db->gc_head = db->gc_head->gnext;
+        }
+        if (!db->gc_head) db->gc_tail = NULL;
+        if (n) { db->gc_groups++; db->gc_items += (uint64_t)n; }
+        pthread_mutex_unlock(&db->gc_mu);
+        if (!n) break; /* stopping and drained */
+        group_commit(db, g, n);
+        for (int i = 0; i < n; i++) upload_finish(g[i]);
+    }
+    return NULL;
+}
+
+void eng_upload_commit(eng_db *db, eng_upload *u, eng_upload_fn done, void *user) {
+    u->done = done;
+    u->user = user;
+    u->gnext = NULL;
+    if (!u->pending) { upload_finish(u); return; } /* present: nothing to store */
+    pthread_mutex_lock(&db->gc_mu);
+    int rc = PERR_OK;
+    if (db->gc_stop) rc = perr_set(PERR_CANCELLED, "%s: not stored: the database is closing", u->path);
+    else if (!db->gc_started) {
+        int e = pthread_create(&db->gc_thread, NULL, group_main, db);
+        if (e) rc = perr_errno(e, "%s: not stored: starting the committer thread", u->path);
+        else db->gc_started = 1;
+    }
+    if (rc == PERR_OK) {
+        if (db->gc_tail) db->gc_tail->gnext = u; else db->gc_head = u;
+        db->gc_tail = u;
+        pthread_cond_signal(&db->gc_cv);
+    }
+    pthread_mutex_unlock(&db->gc_mu);
+    if (rc) { job_fail(u, rc, perr_msg()); upload_finish(u); }
+}
+
+void eng_group_stop(eng_db *db) {
+    pthread_mutex_lock(&db->gc_mu);
+    db->gc_stop = 1;
+    int started = db->gc_started;
+    pthread_cond_signal(&db->gc_cv);
+    pthread_mutex_unlock(&db->gc_mu);
+    if (started) pthread_join(db->gc_thread, NULL);
+}
+
+/* eng_add_buffer: an upload whose caller waits for its commit. */
+typedef struct add_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, rc;
+    uint64_t id;
+    eng_outcome outcome;
+    char msg[1024];
+} add_wait;
+
+static void add_done(void *user, int rc, uint64_t id, eng_outcome outcome) {
+    add_wait *w = user;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    w->id = id;
+    w->outcome = outcome;
+    if (rc) snprintf(w->msg, sizeof w->msg, "%s", perr_msg());
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int eng_add_buffer(eng_db *db, const void *data, size_t len, const char *uri,
+                   const eng_ingest_opts *o, uint64_t *id, eng_outcome *outcome) {
+    if (id) *id = 0;
+    if (outcome) *outcome = ENG_FAILED;
+    eng_upload *u = NULL;
+    int rc = eng_upload_prepare(db, data, len, uri, o, &u);
+    if (rc) return rc;
+    add_wait w;
+    memset(&w, 0, sizeof w);
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    eng_upload_commit(db, u, add_done, &w);
+    pthread_mutex_lock(&w.mu);
+    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    if (id) *id = w.id;
+    if (outcome) *outcome = w.outcome;
+    return w.rc ? perr_set(w.rc, "%s", w.msg) : PERR_OK;
 }
 
 int eng_add_vectors(eng_db *db, const float *vectors, int n, const char *const *uris,
@@ -853,13 +1102,16 @@ int eng_add_vectors(eng_db *db, const float *vectors, int n, const char *const *
     const char *name = o->collection ? o->collection : ENG_DEFAULT_COLLECTION;
     int rc = eng_coll_ensure(db, name, NULL);
     if (rc) return rc;
-    uint32_t coll = coll_id(db, name);
+    dest d;
+    st_kv *meta = NULL;
+    if ((rc = dest_init(&d, coll_id(db, name), o, &meta))) return rc;
     job **js = calloc((size_t)n + 1, sizeof *js);
-    if (!js) return perr_set(PERR_NOMEM, "add vectors");
+    if (!js) { free(meta); return perr_set(PERR_NOMEM, "add vectors"); }
     for (int i = 0; rc == PERR_OK && i < n; i++) {
         job *j = calloc(1, sizeof *j);
         if (!j) { rc = perr_set(PERR_NOMEM, "add vectors"); break; }
         js[i] = j;
+        j->dst = &d;
         j->path = strdup(uris && uris[i] ? uris[i] : "");
         j->vec = malloc(sizeof(float) * (size_t)db->dim);
         if (!j->path || !j->vec) { rc = perr_set(PERR_NOMEM, "add vectors"); break; }
@@ -870,11 +1122,12 @@ int eng_add_vectors(eng_db *db, const float *vectors, int n, const char *const *
         eng_sha256(j->vec, sizeof(float) * (size_t)db->dim, j->hash);
         j->pending = 1;
     }
-    if (rc == PERR_OK) rc = commit_jobs(db, coll, js, n, o);
+    if (rc == PERR_OK) rc = commit_jobs(db, js, n);
     for (int i = 0; i < n; i++) {
         if (rc == PERR_OK && ids) ids[i] = js[i]->id;
         job_free(js[i]);
     }
     free(js);
+    free(meta);
     return rc;
 }

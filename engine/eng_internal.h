@@ -77,7 +77,17 @@ struct eng_db {
     /* engine file (model path, set thresholds): guarded by write_mu */
     struct eng_threshold { char set[2 * ST_NAME_MAX + ST_LABEL_MAX + 2]; float value; } *thr;
     int n_thr;
+
+    /* Group commit of uploads (eng_ingest.c): a queue drained by one
+     * committer thread, started by the first eng_upload_commit. */
+    pthread_mutex_t gc_mu;
+    pthread_cond_t gc_cv;
+    struct eng_upload *gc_head, *gc_tail;
+    int gc_started, gc_stop;
+    pthread_t gc_thread;
+    uint64_t gc_groups, gc_items;   /* transactions, uploads they held */
 };
+
 
 /* eng_db.c */
 int eng_model_ready(eng_db *db);                 /* loads the encoder once */
@@ -149,6 +159,9 @@ int eng_moderate_video(eng_db *db, eng_vplan *p, const char *const *sets, int n_
 /* 1 when the bytes / file hold a video (or animation). */
 int eng_is_video_bytes(const void *data, size_t len);
 int eng_is_video_file(const char *path, int *is_video);
+
+/* eng_ingest.c: commits what is queued, then stops the committer (eng_close). */
+void eng_group_stop(eng_db *db);
 
 /* eng_sha.c */
 void eng_sha256(const void *data, size_t len, uint8_t out[32]);

@@ -285,7 +285,13 @@ static int op_ingest(const net_op_ctx *c, const msgpack_object *req, net_arena *
     if (!!data == !!path) return perr_set(PERR_INVALID, "INGEST needs exactly one of data, path");
     uint64_t id = 0;
     eng_outcome out = ENG_ADDED;
-    if (data) {
+    if (data && c->ingest_done) { /* group commit: answered by ingest_done */
+        eng_upload *up = NULL;
+        rc = eng_upload_prepare(c->db, data, len, uri ? uri : "", &o, &up);
+        if (rc) return rc;
+        eng_upload_commit(c->db, up, c->ingest_done, c->ingest_user);
+        return NET_OP_DEFERRED;
+    } else if (data) {
         rc = eng_add_buffer(c->db, data, len, uri ? uri : "", &o, &id, &out);
         if (rc) return rc;
     } else {
@@ -302,10 +308,14 @@ static int op_ingest(const net_op_ctx *c, const msgpack_object *req, net_arena *
         id = one.r.id;
         out = one.r.outcome;
     }
+    net_pack_ingest(pk, id, out);
+    return PERR_OK;
+}
+
+void net_pack_ingest(msgpack_packer *pk, uint64_t id, eng_outcome outcome) {
     msgpack_pack_map(pk, 2);
     net_mp_pack_key(pk, "id"); msgpack_pack_uint64(pk, id);
-    net_mp_pack_key(pk, "outcome"); net_mp_pack_cstr(pk, out == ENG_PRESENT ? "present" : "added");
-    return PERR_OK;
+    net_mp_pack_key(pk, "outcome"); net_mp_pack_cstr(pk, outcome == ENG_PRESENT ? "present" : "added");
 }
 
 static int op_get(const net_op_ctx *c, const msgpack_object *req, msgpack_packer *pk) {

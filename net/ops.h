@@ -26,12 +26,25 @@ typedef struct net_op_ctx {
      * (called on the worker thread; must lock what it reads). */
     void (*pack_server_stats)(void *user, msgpack_packer *pk);
     void *user;
+    /* INGEST of uploaded bytes with group commit (eng_upload_commit): when
+     * set, net_op_run decodes and encodes the upload on the calling thread,
+     * queues it for the engine's committer and returns NET_OP_DEFERRED;
+     * ingest_done(ingest_user, ...) then runs exactly once, from the
+     * committer thread once the item's transaction committed (or from this
+     * thread before net_op_run returns), and answers with net_pack_ingest
+     * or the error. NULL: INGEST waits for its commit and packs into pk. */
+    eng_upload_fn ingest_done;
+    void *ingest_user;
 } net_op_ctx;
+
+#define NET_OP_DEFERRED 1
 
 /* Runs op with its payload; on success the response payload is packed into
  * pk. On failure returns the perr code with the message set, and whatever
- * was packed must be discarded. */
+ * was packed must be discarded. NET_OP_DEFERRED: see ingest_done. */
 int net_op_run(const net_op_ctx *c, int op, const uint8_t *payload, size_t len, msgpack_packer *pk);
+/* The INGEST response payload {id, outcome}. */
+void net_pack_ingest(msgpack_packer *pk, uint64_t id, eng_outcome outcome);
 
 /* ---- coalescing (the server's batcher) -----------------------------------
  * A SEARCH by vector decoded once; searches of one shape (same collections,

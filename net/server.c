@@ -141,6 +141,10 @@ struct net_server {
     job *internal;              /* jobs without a connection */
     int queued_total, running;
     int pool_stop;
+    /* INGEST uploads handed to the engine's group committer whose
+     * completion has not finished yet (mu; net_server_free waits for 0). */
+    int deferred;
+    pthread_cond_t deferred_cv;
 
     pthread_mutex_t dmu;        /* completions */
     job *done_h, *done_t;
@@ -362,17 +366,56 @@ static void job_respond(job *j, int rc, msgpack_sbuffer *sb) {
     }
 }
 
-static void run_job(net_server *s, job *j) {
+static void complete(net_server *s, job *j);
+static void ingest_done(void *user, int rc, uint64_t id, eng_outcome outcome);
+
+/* Runs a job and fills its response; 0 when the job is answered later (an
+ * INGEST upload waiting for its group commit: ingest_done completes it). */
+static int run_job(net_server *s, job *j) {
     msgpack_sbuffer sb;
     msgpack_packer pk;
     int rc = sbuf_init(&sb) ? perr_set(PERR_NOMEM, "response") : PERR_OK;
     if (!rc) {
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        net_op_ctx ctx = {s->db, pack_server_stats, s};
+        net_op_ctx ctx = {s->db, pack_server_stats, s, NULL, NULL};
+        if (j->op == NET_OP_INGEST && j->c) {
+            ctx.ingest_done = ingest_done;
+            ctx.ingest_user = j;
+            pthread_mutex_lock(&s->mu);
+            s->deferred++;
+            pthread_mutex_unlock(&s->mu);
+        }
         perr_clear();
         rc = net_op_run(&ctx, j->op, j->payload, j->len, &pk);
+        if (rc == NET_OP_DEFERRED) { msgpack_sbuffer_destroy(&sb); return 0; }
+        if (ctx.ingest_done) { /* answered here: no completion will come */
+            pthread_mutex_lock(&s->mu);
+            s->deferred--;
+            pthread_mutex_unlock(&s->mu);
+        }
     }
     job_respond(j, rc, &sb);
+    return 1;
+}
+
+/* An INGEST upload's group commit finished (the engine's committer thread,
+ * or the worker when the upload needed no commit): answer it like any job. */
+static void ingest_done(void *user, int rc, uint64_t id, eng_outcome outcome) {
+    job *j = user;
+    net_server *s = j->c->s;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    int r = sbuf_init(&sb) ? perr_set(PERR_NOMEM, "response") : PERR_OK;
+    if (!rc && !r) {
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        net_pack_ingest(&pk, id, outcome);
+    }
+    job_respond(j, rc ? rc : r, &sb);
+    complete(s, j);
+    uv_async_send(&s->async);
+    pthread_mutex_lock(&s->mu);
+    if (--s->deferred == 0) pthread_cond_broadcast(&s->deferred_cv);
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* Pops the next job round-robin (caller holds s->mu; s->ring_h set). */
@@ -565,8 +608,7 @@ static void *worker_main(void *arg) {
         if (j->c && j->op == NET_OP_SEARCH && s->o.batch_max > 1 &&
             net_vsearch_decode(s->db, j->payload, j->len, &v)) {
             run_batch(s, j, v);
-        } else {
-            run_job(s, j);
+        } else if (run_job(s, j)) {
             complete(s, j);
         }
         uv_async_send(&s->async);
@@ -1264,6 +1306,7 @@ int net_server_new(eng_db *db, const net_server_opts *o, net_server **out) {
     s->o.listen = NULL; /* not kept */
     s->db = db;
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->deferred_cv, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_mutex_init(&s->dmu, NULL);
     pthread_mutex_init(&s->metrics_mu, NULL);
@@ -1348,6 +1391,10 @@ void net_server_free(net_server *s) {
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < s->n_threads; i++) pthread_join(s->threads[i], NULL);
     free(s->threads);
+    /* Uploads still in the engine's committer hold jobs of this server. */
+    pthread_mutex_lock(&s->mu);
+    while (s->deferred > 0) pthread_cond_wait(&s->deferred_cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
     /* Handles still open (a run that never started or a failed setup). */
     while (s->conns) conn_close(s->conns);
     uv_walk(&s->loop, close_any, NULL);
@@ -1361,6 +1408,7 @@ void net_server_free(net_server *s) {
         if (s->lis[i].unix_path[0]) unlink(s->lis[i].unix_path);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->deferred_cv);
     pthread_mutex_destroy(&s->dmu);
     pthread_mutex_destroy(&s->metrics_mu);
     free(s->token);

@@ -11,10 +11,13 @@
  * printed), also with coalescing off; then text-query QPS and the process
  * RSS. Then ingest: images/s of real photos (tests/engine/photos.c, env
  * BENCH_PHOTOS = how many, default 200) through the server (bytes uploaded
- * by 1 and 4 connections) vs embedded eng_ingest_paths (what `percept
- * ingest` runs) on the same files. BENCH_DIM=512: a vectors-only database
- * of that dimension instead of tiny-a's 32 (no text rows). Bounded:
- * each cell runs for SECONDS (env BENCH_SECONDS, default 3). Prints a table
+ * by 1 and 4 connections, group commit; and 4 connections with one
+ * transaction per upload) vs embedded eng_ingest_paths (what `percept
+ * ingest` runs) on the same files, each a fresh database, cells interleaved,
+ * medians of BENCH_REPS (default 3). `bench_server 0`: ingest only.
+ * BENCH_DIM=512: a vectors-only database of that dimension instead of
+ * tiny-a's 32 (no text rows). Bounded: each search cell runs for SECONDS
+ * (env BENCH_SECONDS, default 3). Prints a table
  * and a checksum of the hit ids so a fast but wrong run is visible. */
 #define _GNU_SOURCE
 #include "common/perr.h"
@@ -31,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static double now(void) {
@@ -47,6 +51,13 @@ static long rss_kb(void) {
         if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
     if (f) fclose(f);
     return kb;
+}
+
+/* CPU seconds of the whole process (every thread), user + system. */
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
 }
 
 static int cmp_d(const void *a, const void *b) {
@@ -183,74 +194,133 @@ static void *ingest_runner(void *p) {
     return NULL;
 }
 
-static eng_db *open_db(const char *dir, const char *model, const char *vocab, size_t map) {
+static eng_db *open_db(const char *dir, const char *model, const char *vocab, size_t map, int group_max) {
     eng_open_opts o;
     eng_open_opts_default(&o);
     o.model_path = model; o.vocab_path = vocab; o.create = 1; o.n_encoders = 2;
     o.map_size = map;
+    o.upload_group_max = group_max;
     eng_db *db = NULL;
     if (eng_open(dir, &o, &db)) { fprintf(stderr, "open %s: %s\n", dir, perr_msg()); return NULL; }
     return db;
 }
 
-/* Ingest images/s: embedded eng_ingest_paths vs uploads through the server. */
-static void bench_ingest(const char *model, const char *vocab) {
-    int want = getenv("BENCH_PHOTOS") ? atoi(getenv("BENCH_PHOTOS")) : 200;
-    photo_set ps;
-    int n = photos_gather(&ps, want, 1024);
-    if (n <= 0) { printf("\ningest: no photos found (scripts/deps.sh installs the wallpaper packages)\n"); return; }
-    printf("\ningest of %d real photos (JPEG, longest side <= 1024), tiny-a\n", n);
-    printf("| %-40s | %5s | %9s |\n", "what", "conns", "images/s");
-    printf("|------------------------------------------|-------|-----------|\n");
+static void rm_rf(const char *dir) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) {}
+}
+
+/* Embedded eng_ingest_paths of every photo into a fresh database: images/s
+ * (< 0 on error). */
+static double ingest_embedded(photo_set *ps, const char *model, const char *vocab) {
     char dir[] = "/tmp/bench_server_ing_XXXXXX";
-    if (!mkdtemp(dir)) return;
-    eng_db *db = open_db(dir, model, vocab, (size_t)1 << 30);
-    if (!db) return;
+    if (!mkdtemp(dir)) return -1;
+    eng_db *db = open_db(dir, model, vocab, (size_t)1 << 30, 0);
+    if (!db) return -1;
     eng_ingest_opts io;
     eng_ingest_opts_default(&io);
     eng_progress pr;
     double t0 = now();
-    int rc = eng_ingest_paths(db, (const char *const *)ps.paths, ps.n, &io, &pr);
+    int rc = eng_ingest_paths(db, (const char *const *)ps->paths, ps->n, &io, &pr);
     double el = now() - t0;
-    printf("| %-40s | %5s | %9.1f |%s\n", "embedded eng_ingest_paths (percept ingest)", "-", pr.added / el,
-           rc || pr.failed ? " ERR" : "");
     eng_close(db);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd)) {}
-    int conns[] = {1, 4};
-    for (int ci = 0; ci < 2; ci++) {
-        char d2[] = "/tmp/bench_server_ing_XXXXXX";
-        if (!mkdtemp(d2) || !(db = open_db(d2, model, vocab, (size_t)1 << 30))) return;
-        net_server_opts so;
-        net_server_opts_default(&so);
-        static const char *const lis[] = {"127.0.0.1:0"};
-        so.listen = lis; so.n_listen = 1;
-        net_server *srv = NULL;
-        if (net_server_new(db, &so, &srv)) { fprintf(stderr, "server: %s\n", perr_msg()); return; }
-        pthread_t th;
-        pthread_create(&th, NULL, serve_thread, srv);
-        char addr[64];
-        snprintf(addr, sizeof addr, "127.0.0.1:%d", net_server_port(srv, 0));
-        ing g[4];
-        pthread_t gt[4];
-        t0 = now();
-        for (int i = 0; i < conns[ci]; i++) {
-            g[i] = (ing){addr, &ps, i, conns[ci], 0, 0};
-            pthread_create(&gt[i], NULL, ingest_runner, &g[i]);
-        }
-        long done = 0;
-        int err = 0;
-        for (int i = 0; i < conns[ci]; i++) { pthread_join(gt[i], NULL); done += g[i].n; err |= g[i].err; }
-        el = now() - t0;
-        printf("| %-40s | %5d | %9.1f |%s\n", "server INGEST (bytes uploaded)", conns[ci], done / el, err ? " ERR" : "");
-        net_server_stop(srv);
-        pthread_join(th, NULL);
-        net_server_free(srv);
-        eng_close(db);
-        snprintf(cmd, sizeof cmd, "rm -rf %s", d2);
-        if (system(cmd)) {}
+    rm_rf(dir);
+    return rc || pr.failed || (int)pr.added != ps->n ? -1 : pr.added / el;
+}
+
+/* The same photos uploaded through a fresh server by conns connections:
+ * images/s (< 0 on error); *groups, *grouped: the engine's group-commit
+ * counters. group_max 1: a transaction per upload. */
+static double ingest_server(photo_set *ps, const char *model, const char *vocab, int conns, int group_max,
+                            uint64_t *groups, uint64_t *grouped) {
+    char dir[] = "/tmp/bench_server_ing_XXXXXX";
+    eng_db *db;
+    if (!mkdtemp(dir) || !(db = open_db(dir, model, vocab, (size_t)1 << 30, group_max))) return -1;
+    net_server_opts so;
+    net_server_opts_default(&so);
+    static const char *const lis[] = {"127.0.0.1:0"};
+    so.listen = lis; so.n_listen = 1;
+    net_server *srv = NULL;
+    if (net_server_new(db, &so, &srv)) { fprintf(stderr, "server: %s\n", perr_msg()); return -1; }
+    pthread_t th;
+    pthread_create(&th, NULL, serve_thread, srv);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", net_server_port(srv, 0));
+    ing g[8];
+    pthread_t gt[8];
+    double t0 = now();
+    for (int i = 0; i < conns; i++) {
+        g[i] = (ing){addr, ps, i, conns, 0, 0};
+        pthread_create(&gt[i], NULL, ingest_runner, &g[i]);
     }
+    long done = 0;
+    int err = 0;
+    for (int i = 0; i < conns; i++) { pthread_join(gt[i], NULL); done += g[i].n; err |= g[i].err; }
+    double el = now() - t0;
+    eng_stats st;
+    if (eng_get_stats(db, &st) == PERR_OK) { *groups = st.upload_groups; *grouped = st.uploads_grouped; }
+    net_server_stop(srv);
+    pthread_join(th, NULL);
+    net_server_free(srv);
+    eng_close(db);
+    rm_rf(dir);
+    return err || done != ps->n ? -1 : done / el;
+}
+
+/* Ingest images/s: embedded eng_ingest_paths vs uploads through the server
+ * (group commit; and a transaction per upload), the same files, the cells
+ * interleaved over BENCH_REPS repetitions (default 3), medians. */
+static void bench_ingest(const char *model, const char *vocab) {
+    int want = getenv("BENCH_PHOTOS") ? atoi(getenv("BENCH_PHOTOS")) : 200;
+    int reps = getenv("BENCH_REPS") ? atoi(getenv("BENCH_REPS")) : 3;
+    if (reps < 1) reps = 1;
+    if (reps > 15) reps = 15;
+    photo_set ps;
+    int n = photos_gather(&ps, want, 1024);
+    if (n <= 0) { printf("\ningest: no photos found (scripts/deps.sh installs the wallpaper packages)\n"); return; }
+    enum { NCELL = 4 };
+    static const char *what[NCELL] = {"embedded eng_ingest_paths (percept ingest)", "server INGEST, group commit",
+                                      "server INGEST, group commit", "server INGEST, 1 upload per txn"};
+    static const int conns[NCELL] = {0, 1, 4, 4};
+    double rate[NCELL][15], cpu_img[NCELL][15], busy[NCELL][15];
+    uint64_t groups[NCELL] = {0}, grouped[NCELL] = {0};
+    int err[NCELL] = {0};
+    for (int r = 0; r < reps; r++)
+        for (int c = 0; c < NCELL; c++) {
+            uint64_t gs = 0, gd = 0;
+            double c0 = cpu_s(), t0 = now();
+            rate[c][r] = c == 0 ? ingest_embedded(&ps, model, vocab)
+                                : ingest_server(&ps, model, vocab, conns[c], c == 3 ? 1 : 0, &gs, &gd);
+            /* the whole cell (open, ingest, close; clients included): CPU
+             * per image and cores kept busy, which a loaded machine
+             * distorts less than images/s */
+            double dc = cpu_s() - c0, dt = now() - t0;
+            cpu_img[c][r] = 1e3 * dc / n;
+            busy[c][r] = dt > 0 ? dc / dt : 0;
+            if (rate[c][r] < 0) err[c] = 1;
+            groups[c] += gs;
+            grouped[c] += gd;
+        }
+    printf("\ningest of %d real photos (JPEG, longest side <= 1024), tiny-a, median of %d runs (cells interleaved)\n", n, reps);
+    printf("| %-42s | %5s | %9s | %8s | %10s | %10s | %11s |\n", "what", "conns", "images/s", "% embed",
+           "CPU ms/img", "cores busy", "uploads/txn");
+    printf("|--------------------------------------------|-------|-----------|----------|------------|------------|-------------|\n");
+    double med[NCELL];
+    for (int c = 0; c < NCELL; c++) {
+        qsort(rate[c], (size_t)reps, sizeof(double), cmp_d);
+        qsort(cpu_img[c], (size_t)reps, sizeof(double), cmp_d);
+        qsort(busy[c], (size_t)reps, sizeof(double), cmp_d);
+        med[c] = rate[c][reps / 2];
+        char cs[8] = "-", gs[16] = "-";
+        if (conns[c]) snprintf(cs, sizeof cs, "%d", conns[c]);
+        if (groups[c]) snprintf(gs, sizeof gs, "%.2f", (double)grouped[c] / (double)groups[c]);
+        printf("| %-42s | %5s | %9.1f | %7.1f%% | %10.2f | %10.2f | %11s |%s\n", what[c], cs, med[c],
+               med[0] > 0 ? 100 * med[c] / med[0] : 0, cpu_img[c][reps / 2], busy[c][reps / 2], gs,
+               err[c] ? " ERR" : "");
+    }
+    printf("server, 4 connections, group commit: %.0f %% of embedded (target >= 90 %%)\n",
+           med[0] > 0 ? 100 * med[2] / med[0] : 0);
     photos_free(&ps);
 }
 
@@ -268,11 +338,24 @@ int main(int argc, char **argv) {
     snprintf(vocab, sizeof vocab, "%s/bpe_simple_vocab_16e6.txt.gz", fx);
     long sizes[8] = {100000, 1000000};
     int n_sizes = 2;
-    if (argc > 1) { n_sizes = 0; for (int i = 1; i < argc && n_sizes < 8; i++) sizes[n_sizes++] = atol(argv[i]); }
+    if (argc > 1) { /* a size <= 0 skips the search part (bench_server 0: ingest only) */
+        n_sizes = 0;
+        for (int i = 1; i < argc && n_sizes < 8; i++) if (atol(argv[i]) > 0) sizes[n_sizes++] = atol(argv[i]);
+    }
     char host[256] = "";
     gethostname(host, sizeof host);
-    printf("bench_server: host %s, %ld cores, %.1f s per cell, %s, k=10, Flat\n", host, sysconf(_SC_NPROCESSORS_ONLN), seconds,
-           getenv("BENCH_DIM") ? "vectors only (BENCH_DIM)" : "model tiny-a");
+    char cpu[256] = "?";
+    FILE *cf = fopen("/proc/cpuinfo", "r");
+    char line[1024];
+    while (cf && fgets(line, sizeof line, cf))
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            snprintf(cpu, sizeof cpu, "%s", strchr(line, ':') + 2);
+            cpu[strcspn(cpu, "\n")] = 0;
+            break;
+        }
+    if (cf) fclose(cf);
+    printf("bench_server: host %s, %s, %ld cores, %.1f s per cell, %s, k=10, Flat\n", host, cpu,
+           sysconf(_SC_NPROCESSORS_ONLN), seconds, getenv("BENCH_DIM") ? "vectors only (BENCH_DIM)" : "model tiny-a");
     for (int si = 0; si < n_sizes; si++) {
         char dir[] = "/tmp/bench_server_XXXXXX";
         if (!mkdtemp(dir)) return 1;
