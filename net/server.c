@@ -70,6 +70,9 @@ typedef struct job {
     const uint8_t *payload;
     size_t len;
     uint64_t t_recv;            /* uv_hrtime at arrival */
+    net_task_fn run;            /* a task of a front end (c NULL): run on a worker */
+    net_task_done_fn done;      /* then done on the loop thread */
+    void *arg;
     uint8_t *out;               /* response frame (header + payload) */
     size_t out_len;
     int rc;
@@ -139,6 +142,8 @@ struct net_server {
     pthread_cond_t cv;
     conn *ring_h, *ring_t;      /* connections with queued jobs */
     job *internal;              /* jobs without a connection */
+    job *task_h, *task_t;       /* front ends' tasks (FIFO), counted in queued_total */
+    int task_turn;              /* workers alternate between connections and tasks */
     int queued_total, running;
     int pool_stop;
     /* INGEST uploads handed to the engine's group committer whose
@@ -155,6 +160,9 @@ struct net_server {
     uint64_t conns_total, conns_refused, busy, protocol_errors, bytes_in, bytes_out;
     uint64_t snapshots;
     uint64_t batches, batched;  /* coalesced vector searches: engine calls, queries */
+
+    net_frontend fronts[4];     /* other front doors on this loop (http/) */
+    int n_fronts;
 };
 
 static void conn_close(conn *c);
@@ -590,12 +598,19 @@ static void *worker_main(void *arg) {
     net_server *s = arg;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (!s->pool_stop && !s->ring_h && !s->internal) pthread_cond_wait(&s->cv, &s->mu);
+        while (!s->pool_stop && !s->ring_h && !s->internal && !s->task_h) pthread_cond_wait(&s->cv, &s->mu);
         job *j = NULL;
         if (s->internal) {
             j = s->internal;
             s->internal = j->next;
             j->next = NULL;
+        } else if (s->task_h && (!s->ring_h || (s->task_turn ^= 1))) {
+            /* alternate with the connections so neither door starves the other */
+            j = s->task_h;
+            s->task_h = j->next;
+            if (!s->task_h) s->task_t = NULL;
+            j->next = NULL;
+            s->queued_total--;
         } else if (s->ring_h) {
             j = ring_pop(s);
         } else { /* pool_stop and nothing left */
@@ -605,7 +620,11 @@ static void *worker_main(void *arg) {
         s->running++;
         pthread_mutex_unlock(&s->mu);
         net_vsearch *v = NULL;
-        if (j->c && j->op == NET_OP_SEARCH && s->o.batch_max > 1 &&
+        if (j->run) {
+            perr_clear();
+            j->rc = j->run(j->arg);
+            complete(s, j);
+        } else if (j->c && j->op == NET_OP_SEARCH && s->o.batch_max > 1 &&
             net_vsearch_decode(s->db, j->payload, j->len, &v)) {
             run_batch(s, j, v);
         } else if (run_job(s, j)) {
@@ -1046,7 +1065,9 @@ static void on_async(uv_async_t *a) {
     pthread_mutex_unlock(&s->dmu);
     while (j) { /* drain in full: wakeups coalesce */
         job *next = j->next;
-        if (!j->c) {
+        if (j->done) {
+            j->done(j->arg, j->rc);
+        } else if (!j->c) {
             if (j->rc) fprintf(stderr, "percept serve: snapshot failed: %s\n", perr_name(j->rc));
             else logf_(s, "snapshot saved");
         } else {
@@ -1092,6 +1113,8 @@ static void drain(net_server *s) {
     if (s->draining) return;
     s->draining = 1;
     logf_(s, "draining: %d connections", s->n_conns);
+    for (int i = 0; i < s->n_fronts; i++)
+        if (s->fronts[i].drain) s->fronts[i].drain(s->fronts[i].user);
     for (int i = 0; i < s->n_lis; i++)
         if (!uv_is_closing(&s->lis[i].h.handle)) uv_close(&s->lis[i].h.handle, on_handle_closed_noop);
     for (conn *c = s->conns; c; c = c->next)
@@ -1104,10 +1127,12 @@ static void check_drained(net_server *s) {
     for (conn *c = s->conns; c; c = c->next)
         if (c->inflight > 0) return;
     pthread_mutex_lock(&s->mu);
-    int busy = s->running || s->internal;
+    int busy = s->running || s->internal || s->task_h;
     pthread_mutex_unlock(&s->mu);
     if (busy) return;
     s->stopped = 1;
+    for (int i = 0; i < s->n_fronts; i++)
+        if (s->fronts[i].stop) s->fronts[i].stop(s->fronts[i].user);
     while (s->conns) conn_close(s->conns);
     uv_close((uv_handle_t *)&s->async, on_handle_closed_noop);
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed_noop);
@@ -1400,9 +1425,16 @@ void net_server_free(net_server *s) {
     uv_walk(&s->loop, close_any, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     /* Completions never delivered. */
-    for (job *j = s->done_h, *n; j; j = n) { n = j->next; if (j->c) conn_unref(j->c); job_free(j); }
+    for (job *j = s->done_h, *n; j; j = n) {
+        n = j->next;
+        if (j->done) j->done(j->arg, PERR_CANCELLED);
+        if (j->c) conn_unref(j->c);
+        job_free(j);
+    }
     s->done_h = s->done_t = NULL;
     for (job *j = s->internal, *n; j; j = n) { n = j->next; job_free(j); }
+    /* Tasks never run or never delivered: their owners are told (rc CANCELLED). */
+    for (job *j = s->task_h, *n; j; j = n) { n = j->next; j->done(j->arg, PERR_CANCELLED); job_free(j); }
     uv_loop_close(&s->loop);
     for (int i = 0; i < s->n_lis; i++)
         if (s->lis[i].unix_path[0]) unlink(s->lis[i].unix_path);
@@ -1413,4 +1445,61 @@ void net_server_free(net_server *s) {
     pthread_mutex_destroy(&s->metrics_mu);
     free(s->token);
     free(s);
+}
+
+/* ---- front ends (http/) --------------------------------------------------- */
+
+struct uv_loop_s *net_server_loop(net_server *s) { return &s->loop; }
+
+const net_server_opts *net_server_get_opts(net_server *s) { return &s->o; }
+
+int net_server_add_frontend(net_server *s, const net_frontend *f) {
+    if (s->n_fronts >= (int)(sizeof s->fronts / sizeof s->fronts[0]))
+        return perr_set(PERR_TOO_LARGE, "more than %d front ends", (int)(sizeof s->fronts / sizeof s->fronts[0]));
+    s->fronts[s->n_fronts++] = *f;
+    return PERR_OK;
+}
+
+int net_server_submit(net_server *s, net_task_fn run, net_task_done_fn done, void *arg) {
+    if (s->draining) return perr_set(PERR_BUSY, "server shutting down");
+    if (queue_depth(s) >= s->o.max_queue) {
+        pthread_mutex_lock(&s->metrics_mu);
+        s->busy++;
+        pthread_mutex_unlock(&s->metrics_mu);
+        return perr_set(PERR_BUSY, "server busy (%d requests waiting), try again", s->o.max_queue);
+    }
+    job *j = calloc(1, sizeof *j);
+    if (!j) return perr_set(PERR_NOMEM, "queueing a task");
+    j->run = run;
+    j->done = done;
+    j->arg = arg;
+    j->t_recv = uv_hrtime();
+    pthread_mutex_lock(&s->mu);
+    if (s->task_t) s->task_t->next = j; else s->task_h = j;
+    s->task_t = j;
+    s->queued_total++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return PERR_OK;
+}
+
+int net_server_token_ok(net_server *s, const char *tok, size_t len) {
+    if (!s->token) return 1;
+    return tok && token_equal(s->token, tok, len);
+}
+
+int net_server_has_token(net_server *s) { return s->token != NULL; }
+
+int net_server_draining(net_server *s) { return s->draining; }
+
+void net_server_record(net_server *s, int op, int rc, uint64_t t_start_ns) {
+    metrics_record(s, op, rc, t_start_ns);
+}
+
+char *net_server_metrics_text(net_server *s, size_t *len) { return prometheus_text(s, len); }
+
+void net_server_stats_packer(net_server *s, net_op_ctx *ctx) {
+    ctx->db = s->db;
+    ctx->pack_server_stats = pack_server_stats;
+    ctx->user = s;
 }

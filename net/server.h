@@ -57,4 +57,39 @@ int net_server_run(net_server *s);
 void net_server_stop(net_server *s);
 void net_server_free(net_server *s);
 
+/* ---- other front doors on the same loop and workers (http/) --------------
+ * A front end owns its own listeners on net_server_loop() and hands work to
+ * the server's worker pool with net_server_submit; every call here is made
+ * on the loop thread unless said otherwise. */
+struct uv_loop_s *net_server_loop(net_server *s);
+const net_server_opts *net_server_get_opts(net_server *s);
+
+typedef int (*net_task_fn)(void *arg);                /* on a worker thread */
+typedef void (*net_task_done_fn)(void *arg, int rc);  /* then on the loop thread */
+/* Queues run(arg) for a worker (FIFO, alternating with the binary
+ * connections' requests); done(arg, rc) follows on the loop thread with
+ * run's result, or with PERR_CANCELLED when the server is freed first.
+ * PERR_BUSY (nothing queued, done never called) when max_queue requests
+ * already wait or the server is draining. */
+int net_server_submit(net_server *s, net_task_fn run, net_task_done_fn done, void *arg);
+
+typedef struct net_frontend {
+    void (*drain)(void *user);  /* stop accepting; in-flight work still completes */
+    void (*stop)(void *user);   /* every task done: close what is left */
+    void *user;
+} net_frontend;
+int net_server_add_frontend(net_server *s, const net_frontend *f);
+
+/* The binary protocol's token (constant-time compare); 1 when none is set. */
+int net_server_token_ok(net_server *s, const char *tok, size_t len);
+int net_server_has_token(net_server *s);
+int net_server_draining(net_server *s);
+/* Counts a request of opcode op in the metrics (thread-safe). */
+void net_server_record(net_server *s, int op, int rc, uint64_t t_start_ns);
+/* The Prometheus text of /metrics (malloc'd; thread-safe). */
+char *net_server_metrics_text(net_server *s, size_t *len);
+/* Fills ctx for net_op_run with this server's STATS section. */
+struct net_op_ctx;
+void net_server_stats_packer(net_server *s, struct net_op_ctx *ctx);
+
 #endif
