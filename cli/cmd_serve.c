@@ -5,6 +5,7 @@
 #include "common/perr.h"
 #include "net/proto.h"
 #include "net/server.h"
+#include "http/http.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -18,9 +19,12 @@ static const char usage_text[] =
     "                     [--workers N] [--max-frame BYTES] [--max-inflight N]\n"
     "                     [--max-conns N] [--max-queue N] [--idle-timeout MS] [--verbose]\n"
     "                     [--batch-max N] [--batch-wait-us US] [--index-threads N]\n"
+    "                     [--http HOST:PORT]\n"
     "Listens on 127.0.0.1:7700 by default. Without a token only loopback addresses\n"
     "are accepted (unless --insecure). SIGTERM/SIGINT: finish in-flight requests,\n"
-    "save indexes and exit 0; SIGHUP: save a snapshot. Protocol: docs/protocol.md.\n";
+    "save indexes and exit 0; SIGHUP: save a snapshot. Protocol: docs/protocol.md.\n"
+    "--http also answers HTTP/JSON on HOST:PORT (same loop, workers, token and\n"
+    "limits; routes in docs/http.md, /openapi.json).\n";
 
 /* The token: the file's first line, surrounding whitespace removed. */
 static int read_token(const char *path, char **out) {
@@ -49,7 +53,7 @@ static int cmd_serve(int argc, char **argv) {
     net_server_opts_default(&so);
     so.handle_signals = 1;
     db_list listen = {0};
-    const char *token_file = NULL;
+    const char *token_file = NULL, *http_listen = NULL;
     int rc = PERR_OK;
     for (int i = 1; i < argc && rc == PERR_OK; i++) {
         int t = db_take_opt(&a, argc, argv, &i);
@@ -61,6 +65,7 @@ static int cmd_serve(int argc, char **argv) {
         if (!strcmp(s, "--help") || !strcmp(s, "-h")) { fputs(usage_text, stdout); db_list_free(&listen); return CLI_OK; }
         else if (!strcmp(s, "--listen") && has) rc = db_list_push(&listen, argv[++i]);
         else if (!strcmp(s, "--token-file") && has) token_file = argv[++i];
+        else if (!strcmp(s, "--http") && has) http_listen = argv[++i];
         else if (!strcmp(s, "--insecure")) so.insecure = 1;
         else if (!strcmp(s, "--verbose")) so.verbose = 1;
         else if (!strcmp(s, "--metrics") && has) so.metrics = argv[++i];
@@ -106,18 +111,23 @@ static int cmd_serve(int argc, char **argv) {
     }
     net_server *srv = NULL;
     if (!rc) rc = net_server_new(db, &so, &srv);
+    http_server *hs = NULL;
+    if (!rc && http_listen) rc = http_server_new(srv, db, http_listen, &hs);
     if (!rc) {
         fprintf(stderr, "percept serve: %s: listening on", a.db);
         for (int i = 0; i < (listen.n ? listen.n : 1); i++)
             fprintf(stderr, " %s", listen.n ? listen.v[i] : "127.0.0.1:7700");
         if (so.metrics) fprintf(stderr, " (metrics on http://%s/metrics)", so.metrics);
+        if (hs) fprintf(stderr, " (HTTP on %s)", http_listen);
         fprintf(stderr, "%s\n", token ? ", token required" : "");
         for (int i = 0; i < (listen.n ? listen.n : 1); i++) {
             int port = net_server_port(srv, i);
             if (port) fprintf(stderr, "percept serve: port %d\n", port);
         }
+        if (hs) fprintf(stderr, "percept serve: http port %d\n", http_server_port(hs));
         rc = net_server_run(srv);
     }
+    http_server_free(hs);
     net_server_free(srv);
     int crc = eng_close(db); /* saves the indexes */
     if (!rc && crc) rc = crc;

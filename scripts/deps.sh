@@ -6,7 +6,7 @@ PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
       libopenblas-dev liblapack-dev libfaiss-dev liblmdb-dev lmdb-utils
       libvips-dev libvips-tools liblcms2-dev libuv1-dev libutf8proc-dev zlib1g-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
-      libmsgpack-dev libcjson-dev libxxhash-dev libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3
+      libmsgpack-dev libcjson-dev libh2o-dev libxxhash-dev libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3
       gnome-backgrounds mate-backgrounds ukui-wallpapers)  # real photos for the engine tests (~100 MB)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,0 +1,266 @@
+/* bench_http: the HTTP/JSON door vs the binary protocol, same server, same
+ * database, same queries, in the same run.
+ *
+ *   bench_http [N_VECTORS]      (default 100000)
+ *
+ * A database of N random unit vectors (tiny-a's dim) in a Flat collection,
+ * served by one `percept serve` equivalent (net_server + http_server, 2
+ * workers). Vector search (k=10) through the binary protocol (pc_search_vector)
+ * and through POST /search with a JSON vector (libcurl, keep-alive), with
+ * 1, 8 and 64 connections (one client thread each, synchronous requests),
+ * then text search with 8 connections. QPS, p50, p99 and a checksum of the
+ * hit ids (both doors must agree). Each cell runs BENCH_SECONDS (default 3).
+ * Client threads share the machine with the server: compare the two doors,
+ * not absolute numbers. */
+#define _GNU_SOURCE
+#include "common/perr.h"
+#include "engine/eng.h"
+#include "http/http.h"
+#include "net/client.h"
+#include "net/server.h"
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+enum { NQ = 1024 };
+static double seconds = 3;
+static int dim;
+static float *queries;
+static char **bodies; /* the JSON of each query */
+static char bin_addr[64];
+static int http_port;
+
+typedef struct run {
+    int http, text;
+    double *lat; long n, cap;
+    uint64_t checksum;
+    int err;
+} run;
+
+typedef struct sink { char *p; size_t n, cap; } sink;
+static size_t on_body(char *p, size_t sz, size_t n, void *u) {
+    sink *s = u;
+    size_t k = sz * n;
+    if (s->n + k + 1 > s->cap) {
+        s->cap = (s->n + k + 1) * 2;
+        s->p = realloc(s->p, s->cap);
+    }
+    memcpy(s->p + s->n, p, k);
+    s->n += k;
+    s->p[s->n] = 0;
+    return k;
+}
+
+static uint64_t sum_hits_json(const char *body, size_t len, int *err) {
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    const cJSON *hits = cJSON_GetObjectItemCaseSensitive(j, "hits");
+    uint64_t s = 0;
+    int i = 0;
+    if (!cJSON_IsArray(hits)) *err = 1;
+    for (const cJSON *h = hits ? hits->child : NULL; h; h = h->next, i++)
+        s += (uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "id")) * (uint64_t)(i + 1);
+    cJSON_Delete(j);
+    return s;
+}
+
+static void *runner(void *p) {
+    run *r = p;
+    pc_client *c = NULL;
+    CURL *cu = NULL;
+    struct curl_slist *h = NULL;
+    sink sk = {0};
+    char url[64];
+    if (r->http) {
+        cu = curl_easy_init();
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/search", http_port);
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(cu, CURLOPT_URL, url);
+        curl_easy_setopt(cu, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(cu, CURLOPT_WRITEDATA, &sk);
+        curl_easy_setopt(cu, CURLOPT_TCP_NODELAY, 1L);
+    } else if (pc_connect(bin_addr, NULL, &c)) { r->err = 1; return NULL; }
+    eng_query q;
+    eng_query_default(&q);
+    q.k = 10;
+    static const char text_body[] = "{\"text\":\"a photo of a cat\",\"k\":10}";
+    double end = now() + seconds;
+    for (long i = 0; now() < end && r->n < r->cap; i++) {
+        double t0 = now();
+        if (r->http) {
+            const char *b = r->text ? text_body : bodies[i % NQ];
+            sk.n = 0;
+            curl_easy_setopt(cu, CURLOPT_POSTFIELDS, b);
+            long code = 0;
+            if (curl_easy_perform(cu) != CURLE_OK || (curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &code), code != 200)) { r->err = 1; break; }
+            r->lat[r->n++] = now() - t0;
+            r->checksum += sum_hits_json(sk.p, sk.n, &r->err);
+        } else {
+            eng_results *res = NULL;
+            int rc = r->text ? pc_search_text(c, "a photo of a cat", &q, &res)
+                             : pc_search_vector(c, queries + (size_t)(i % NQ) * dim, dim, &q, &res);
+            if (rc) { r->err = 1; break; }
+            r->lat[r->n++] = now() - t0;
+            for (int j = 0; j < res->n; j++) r->checksum += res->hits[j].id * (uint64_t)(j + 1);
+            eng_results_free(res);
+        }
+    }
+    pc_close(c);
+    if (cu) curl_easy_cleanup(cu);
+    curl_slist_free_all(h);
+    free(sk.p);
+    return NULL;
+}
+
+/* One row; returns the QPS. The checksum is per query, summed over the
+ * first NQ queries of each connection: both doors print the same value. */
+static double cell(const char *what, int http, int conns, int text) {
+    run *r = calloc((size_t)conns, sizeof *r);
+    pthread_t *th = calloc((size_t)conns, sizeof *th);
+    double t0 = now();
+    for (int i = 0; i < conns; i++) {
+        r[i].http = http; r[i].text = text;
+        r[i].cap = 2000000; r[i].lat = malloc(sizeof(double) * (size_t)r[i].cap);
+        pthread_create(&th[i], NULL, runner, &r[i]);
+    }
+    long n = 0;
+    int err = 0;
+    for (int i = 0; i < conns; i++) { pthread_join(th[i], NULL); n += r[i].n; err |= r[i].err; }
+    double el = now() - t0;
+    double *all = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    long k = 0;
+    for (int i = 0; i < conns; i++) { memcpy(all + k, r[i].lat, sizeof(double) * (size_t)r[i].n); k += r[i].n; free(r[i].lat); }
+    qsort(all, (size_t)n, sizeof *all, cmp_d);
+    double qps = n / el;
+    printf("| %-26s | %5d | %9.0f | %8.3f | %8.3f |%s\n", what, conns, qps, n ? all[n / 2] * 1e3 : 0,
+           n ? all[(long)(n * 0.99)] * 1e3 : 0, err ? " ERR" : "");
+    free(all); free(r); free(th);
+    return qps;
+}
+
+static void *serve_thread(void *srv) {
+    net_server_run(srv);
+    return NULL;
+}
+
+static void cpu_header(void) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[4096], model[256] = "?";
+    int avx2 = 0, avx512 = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10) && model[0] == '?') {
+            char *c = strchr(line, ':');
+            if (c) { snprintf(model, sizeof model, "%s", c + 2); model[strcspn(model, "\n")] = 0; }
+        }
+        if (!strncmp(line, "flags", 5)) { avx2 = strstr(line, " avx2") != NULL; avx512 = strstr(line, " avx512f") != NULL; }
+    }
+    if (f) fclose(f);
+    double la[3] = {0};
+    if (getloadavg(la, 3) < 0) la[0] = -1;
+    printf("bench_http: %s (%s%s), %ld cores, load %.2f %.2f %.2f, %.1f s per cell, k=10, Flat, server: 2 workers\n",
+           model, avx2 ? "AVX2" : "no AVX2", avx512 ? ", AVX-512F" : "", sysconf(_SC_NPROCESSORS_ONLN), la[0], la[1], la[2], seconds);
+}
+
+int main(int argc, char **argv) {
+    const char *fx = getenv("PERCEPT_FIXTURES");
+    if (!fx || !*fx) fx = PERCEPT_DEFAULT_FIXTURES;
+    if (getenv("BENCH_SECONDS")) seconds = atof(getenv("BENCH_SECONDS"));
+    long nvec = argc > 1 ? atol(argv[1]) : 100000;
+    char model[4096], vocab[4096];
+    snprintf(model, sizeof model, "%s/tiny-a/tiny-a.safetensors", fx);
+    snprintf(vocab, sizeof vocab, "%s/bpe_simple_vocab_16e6.txt.gz", fx);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    cpu_header();
+    char dir[] = "/tmp/bench_http_XXXXXX";
+    if (!mkdtemp(dir)) return 1;
+    eng_open_opts o;
+    eng_open_opts_default(&o);
+    o.model_path = model; o.vocab_path = vocab; o.create = 1; o.n_encoders = 2;
+    o.map_size = (size_t)nvec * 8192 + ((size_t)1 << 30);
+    eng_db *db = NULL;
+    if (eng_open(dir, &o, &db)) { fprintf(stderr, "open: %s\n", perr_msg()); return 1; }
+    dim = eng_dim(db);
+    srand(42);
+    enum { CHUNK = 10000 };
+    float *v = malloc(sizeof(float) * (size_t)CHUNK * dim);
+    for (long done = 0; done < nvec; done += CHUNK) {
+        int n = (int)(nvec - done < CHUNK ? nvec - done : CHUNK);
+        for (long i = 0; i < (long)n * dim; i++) v[i] = (float)rand() / RAND_MAX - 0.5f;
+        if (eng_add_vectors(db, v, n, NULL, NULL, NULL)) { fprintf(stderr, "add: %s\n", perr_msg()); return 1; }
+    }
+    free(v);
+    queries = malloc(sizeof(float) * (size_t)NQ * dim);
+    bodies = malloc(sizeof(char *) * NQ);
+    for (long i = 0; i < (long)NQ * dim; i++) queries[i] = (float)rand() / RAND_MAX - 0.5f;
+    for (int i = 0; i < NQ; i++) {
+        size_t cap = (size_t)dim * 20 + 64, n = 0;
+        bodies[i] = malloc(cap);
+        n += (size_t)snprintf(bodies[i] + n, cap - n, "{\"k\":10,\"vector\":[");
+        for (int d = 0; d < dim; d++) n += (size_t)snprintf(bodies[i] + n, cap - n, d ? ",%.9g" : "%.9g", (double)queries[(size_t)i * dim + d]);
+        snprintf(bodies[i] + n, cap - n, "]}");
+    }
+    net_server_opts so;
+    net_server_opts_default(&so);
+    static const char *const lis[] = {"127.0.0.1:0"};
+    so.listen = lis; so.n_listen = 1; so.max_conns = 256;
+    net_server *srv = NULL;
+    http_server *hs = NULL;
+    if (net_server_new(db, &so, &srv) || http_server_new(srv, db, "127.0.0.1:0", &hs)) { fprintf(stderr, "server: %s\n", perr_msg()); return 1; }
+    snprintf(bin_addr, sizeof bin_addr, "127.0.0.1:%d", net_server_port(srv, 0));
+    http_port = http_server_port(hs);
+    pthread_t th;
+    pthread_create(&th, NULL, serve_thread, srv);
+    printf("\n%ld vectors x %d dims\n", nvec, dim);
+    printf("| %-26s | %5s | %9s | %8s | %8s |\n", "what", "conns", "QPS", "p50 ms", "p99 ms");
+    printf("|----------------------------|-------|-----------|----------|----------|\n");
+    double s0 = seconds;
+    seconds = 1; /* warm-up: page cache, encoder load */
+    FILE *saved = stdout;
+    stdout = fopen("/dev/null", "w");
+    cell("warm-up", 0, 1, 0); cell("warm-up", 1, 1, 0); cell("warm-up", 0, 1, 1);
+    fclose(stdout);
+    stdout = saved;
+    seconds = s0;
+    double b[3], h[3];
+    int conns[3] = {1, 8, 64};
+    for (int i = 0; i < 3; i++) {
+        b[i] = cell("binary SEARCH vector", 0, conns[i], 0);
+        h[i] = cell("HTTP POST /search vector", 1, conns[i], 0);
+    }
+    double bt = cell("binary SEARCH text", 0, 8, 1);
+    double ht = cell("HTTP POST /search text", 1, 8, 1);
+    printf("HTTP / binary QPS: vector 1 conn %.0f %%, 8 conns %.0f %% (target >= 80 %%), 64 conns %.0f %%; text 8 conns %.0f %%\n",
+           100 * h[0] / b[0], 100 * h[1] / b[1], 100 * h[2] / b[2], 100 * ht / bt);
+    double la[3] = {0};
+    if (getloadavg(la, 3) == 3) printf("load at the end: %.2f %.2f %.2f\n", la[0], la[1], la[2]);
+    net_server_stop(srv);
+    pthread_join(th, NULL);
+    http_server_free(hs);
+    net_server_free(srv);
+    eng_close(db);
+    for (int i = 0; i < NQ; i++) free(bodies[i]);
+    free(bodies);
+    free(queries);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) {}
+    curl_global_cleanup();
+    return 0;
+}
