@@ -437,6 +437,15 @@ static void test_token_and_limits(void) {
     REQUIRE(ht_req(s2.http_port, "POST", "/search", "application/json", q, strlen(q), "s3cret", &r) == 0);
     CHECK_EQ_INT(r.status, 200);
     ht_resp_free(&r);
+    /* what Milvus 2.6's TEI function sends (milvus-io/milvus internal/util/function/models/tei) */
+    const char *milvus = "{\"inputs\":[\"a photo of a cat\"],\"truncate\":true,\"truncation_direction\":\"Right\"}";
+    REQUIRE(ht_req(s2.http_port, "POST", "/embed", "application/json", milvus, strlen(milvus), "s3cret", &r) == 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK(cJSON_IsArray(r.json) && cJSON_GetArraySize(r.json->child) == dim);
+    ht_resp_free(&r);
+    REQUIRE(ht_req(s2.http_port, "POST", "/embed", "application/json", milvus, strlen(milvus), NULL, &r) == 0);
+    CHECK_EQ_INT(r.status, 401);
+    ht_resp_free(&r);
     REQUIRE(ht_req(s2.http_port, "GET", "/healthz", NULL, NULL, 0, NULL, &r) == 0); /* probes need no token */
     CHECK_EQ_INT(r.status, 200);
     ht_resp_free(&r);
