@@ -428,42 +428,14 @@ static void fe_stop(void *user) {
 
 /* ---- setup ------------------------------------------------------------------------ */
 
-static int parse_addr(const char *spec, struct sockaddr_storage *ss, int *loopback) {
-    char host[256];
-    const char *colon = strrchr(spec, ':');
-    if (!colon || colon == spec || !colon[1]) return perr_set(PERR_INVALID, "--http \"%s\": expected HOST:PORT", spec);
-    size_t hl = (size_t)(colon - spec);
-    if (hl >= sizeof host) return perr_set(PERR_INVALID, "--http \"%s\": host too long", spec);
-    memcpy(host, spec, hl);
-    host[hl] = 0;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535) return perr_set(PERR_INVALID, "--http \"%s\": bad port", spec);
-    memset(ss, 0, sizeof *ss);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-        host[hl - 1] = 0;
-        if (uv_ip6_addr(host + 1, (int)port, (struct sockaddr_in6 *)ss) == 0) {
-            *loopback = IN6_IS_ADDR_LOOPBACK(&((struct sockaddr_in6 *)ss)->sin6_addr);
-            return PERR_OK;
-        }
-    } else {
-        if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
-        if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0) {
-            *loopback = (ntohl(((struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
-            return PERR_OK;
-        }
-    }
-    return perr_set(PERR_INVALID, "--http \"%s\": \"%s\" is not a numeric IPv4/IPv6 address", spec, host);
-}
-
 int http_server_new(net_server *ns, eng_db *db, const char *listen, http_server **out) {
     *out = NULL;
     const net_server_opts *o = net_server_get_opts(ns);
     struct sockaddr_storage ss;
-    int loopback = 0;
-    int rc = parse_addr(listen ? listen : "127.0.0.1:7701", &ss, &loopback);
-    if (rc) return rc;
-    if (!loopback && !net_server_has_token(ns) && !o->insecure)
+    if (!listen) listen = "127.0.0.1:7701";
+    int rc = net_parse_addr(listen, &ss);
+    if (rc) return perr_prefix(rc, "--http");
+    if (!net_addr_is_loopback(&ss) && !net_server_has_token(ns) && !o->insecure)
         return perr_set(PERR_AUTH, "refusing HTTP on non-loopback %s without a token: give --token-file FILE "
                                    "(or --insecure to accept anyone)", listen);
     http_server *h = calloc(1, sizeof *h);

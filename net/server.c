@@ -1227,7 +1227,7 @@ static void on_http_connection(uv_stream_t *server, int status) {
 
 /* ---- setup --------------------------------------------------------------- */
 
-static int is_loopback(const struct sockaddr_storage *ss) {
+int net_addr_is_loopback(const struct sockaddr_storage *ss) {
     if (ss->ss_family == AF_INET)
         return (ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr) >> 24) == 127;
     if (ss->ss_family == AF_INET6) {
@@ -1237,8 +1237,7 @@ static int is_loopback(const struct sockaddr_storage *ss) {
     return 0;
 }
 
-/* "HOST:PORT", "[V6]:PORT", "localhost:PORT" -> sockaddr. */
-static int parse_addr(const char *spec, struct sockaddr_storage *ss) {
+int net_parse_addr(const char *spec, struct sockaddr_storage *ss) {
     char host[256];
     const char *colon = strrchr(spec, ':');
     if (!colon || colon == spec || !colon[1]) return perr_set(PERR_INVALID, "address \"%s\": expected HOST:PORT or unix:/path", spec);
@@ -1280,9 +1279,9 @@ static int add_listener(net_server *s, const char *spec, int is_metrics) {
         snprintf(l->unix_path, sizeof l->unix_path, "%s", path);
     } else {
         struct sockaddr_storage ss;
-        int rc = parse_addr(spec, &ss);
+        int rc = net_parse_addr(spec, &ss);
         if (rc) return rc;
-        if (!is_metrics && !is_loopback(&ss) && !s->token && !s->o.insecure)
+        if (!is_metrics && !net_addr_is_loopback(&ss) && !s->token && !s->o.insecure)
             return perr_set(PERR_AUTH, "refusing to listen on non-loopback %s without a token: "
                                        "give --token-file FILE (or --insecure to accept anyone)", spec);
         if ((r = uv_tcp_init(&s->loop, &l->h.tcp)) < 0) return perr_set(PERR_NET, "%s: %s", spec, uv_strerror(r));

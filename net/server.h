@@ -80,6 +80,11 @@ typedef struct net_frontend {
 } net_frontend;
 int net_server_add_frontend(net_server *s, const net_frontend *f);
 
+/* "HOST:PORT", "[V6]:PORT", "localhost:PORT" (numeric hosts) -> sockaddr;
+ * PERR_INVALID naming spec otherwise. */
+struct sockaddr_storage;
+int net_parse_addr(const char *spec, struct sockaddr_storage *ss);
+int net_addr_is_loopback(const struct sockaddr_storage *ss);
 /* The binary protocol's token (constant-time compare); 1 when none is set. */
 int net_server_token_ok(net_server *s, const char *tok, size_t len);
 int net_server_has_token(net_server *s);

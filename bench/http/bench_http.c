@@ -13,6 +13,7 @@
  * Client threads share the machine with the server: compare the two doors,
  * not absolute numbers. */
 #define _GNU_SOURCE
+#include "bench/common/bench_util.h"
 #include "common/perr.h"
 #include "engine/eng.h"
 #include "http/http.h"
@@ -27,17 +28,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 enum { NQ = 1024 };
 static double seconds = 3;
@@ -101,23 +91,23 @@ static void *runner(void *p) {
     eng_query_default(&q);
     q.k = 10;
     static const char text_body[] = "{\"text\":\"a photo of a cat\",\"k\":10}";
-    double end = now() + seconds;
-    for (long i = 0; now() < end && r->n < r->cap; i++) {
-        double t0 = now();
+    double end = bench_now() + seconds;
+    for (long i = 0; bench_now() < end && r->n < r->cap; i++) {
+        double t0 = bench_now();
         if (r->http) {
             const char *b = r->text ? text_body : bodies[i % NQ];
             sk.n = 0;
             curl_easy_setopt(cu, CURLOPT_POSTFIELDS, b);
             long code = 0;
             if (curl_easy_perform(cu) != CURLE_OK || (curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &code), code != 200)) { r->err = 1; break; }
-            r->lat[r->n++] = now() - t0;
+            r->lat[r->n++] = bench_now() - t0;
             r->checksum += sum_hits_json(sk.p, sk.n, &r->err);
         } else {
             eng_results *res = NULL;
             int rc = r->text ? pc_search_text(c, "a photo of a cat", &q, &res)
                              : pc_search_vector(c, queries + (size_t)(i % NQ) * dim, dim, &q, &res);
             if (rc) { r->err = 1; break; }
-            r->lat[r->n++] = now() - t0;
+            r->lat[r->n++] = bench_now() - t0;
             for (int j = 0; j < res->n; j++) r->checksum += res->hits[j].id * (uint64_t)(j + 1);
             eng_results_free(res);
         }
@@ -134,7 +124,7 @@ static void *runner(void *p) {
 static double cell(const char *what, int http, int conns, int text) {
     run *r = calloc((size_t)conns, sizeof *r);
     pthread_t *th = calloc((size_t)conns, sizeof *th);
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < conns; i++) {
         r[i].http = http; r[i].text = text;
         r[i].cap = 2000000; r[i].lat = malloc(sizeof(double) * (size_t)r[i].cap);
@@ -143,11 +133,11 @@ static double cell(const char *what, int http, int conns, int text) {
     long n = 0;
     int err = 0;
     for (int i = 0; i < conns; i++) { pthread_join(th[i], NULL); n += r[i].n; err |= r[i].err; }
-    double el = now() - t0;
+    double el = bench_now() - t0;
     double *all = malloc(sizeof(double) * (size_t)(n ? n : 1));
     long k = 0;
     for (int i = 0; i < conns; i++) { memcpy(all + k, r[i].lat, sizeof(double) * (size_t)r[i].n); k += r[i].n; free(r[i].lat); }
-    qsort(all, (size_t)n, sizeof *all, cmp_d);
+    qsort(all, (size_t)n, sizeof *all, bench_cmp_double);
     double qps = n / el;
     printf("| %-26s | %5d | %9.0f | %8.3f | %8.3f |%s\n", what, conns, qps, n ? all[n / 2] * 1e3 : 0,
            n ? all[(long)(n * 0.99)] * 1e3 : 0, err ? " ERR" : "");
