@@ -84,7 +84,9 @@ int http_run_op(const http_env *e, int op, const uint8_t *payload, size_t len, h
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    net_op_ctx ctx = {e->db, NULL, NULL};
+    net_op_ctx ctx;
+    memset(&ctx, 0, sizeof ctx); /* no ingest_done: an INGEST waits for its commit here */
+    ctx.db = e->db;
     if (e->ns) net_server_stats_packer(e->ns, &ctx);
     int rc = net_op_run(&ctx, op, payload, len, &pk);
     if (!rc) {
