@@ -32,7 +32,7 @@ static int buf_grow(http_buf *b, size_t n) {
 }
 
 void http_buf_put(http_buf *b, const void *s, size_t n) {
-    if (!buf_grow(b, n)) return;
+    if (!n || !buf_grow(b, n)) return; /* n == 0: s may be NULL (an empty MessagePack str) */
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = 0;
@@ -82,6 +82,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
 
 void http_buf_json_str(http_buf *b, const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
+    if (!n) { http_buf_put(b, "\"\"", 2); return; } /* str may be NULL */
     http_buf_put(b, "\"", 1);
     size_t run = 0; /* bytes copied as they are */
     for (size_t i = 0; i < n;) {
@@ -223,7 +224,7 @@ void http_mp_to_json(const msgpack_object *o, const char *key, http_buf *b) {
             char kbuf[64] = "";
             if (kv->key.type == MSGPACK_OBJECT_STR) {
                 size_t kn = kv->key.via.str.size < sizeof kbuf - 1 ? kv->key.via.str.size : sizeof kbuf - 1;
-                memcpy(kbuf, kv->key.via.str.ptr, kn);
+                if (kn) memcpy(kbuf, kv->key.via.str.ptr, kn); /* an empty key's ptr may be NULL */
                 kbuf[kn] = 0;
                 http_buf_json_str(b, kv->key.via.str.ptr, kv->key.via.str.size);
             } else { /* JSON keys are strings */

@@ -207,6 +207,30 @@ static void test_query_typing(void) {
     free(j);
 }
 
+/* Empty keys and strings (MessagePack may give them a NULL pointer): found
+ * by fuzz_http_body (UBSan: memcpy from NULL). */
+static void test_empty_keys_and_strings(void) {
+    cJSON *j = cJSON_Parse("{\"\": \"\", \"a\": \"\", \"k\": 1}");
+    REQUIRE(j);
+    http_fields f;
+    http_fields_init(&f);
+    uint8_t *p = NULL;
+    size_t n = 0;
+    CHECK_OK(http_fields_from_json(&f, j));
+    CHECK_OK(http_fields_pack(&f, &p, &n));
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    http_buf b = {0};
+    if (msgpack_unpack_next(&u, (const char *)p, n, &off) == MSGPACK_UNPACK_SUCCESS) http_mp_to_json(&u.data, NULL, &b);
+    CHECK_STR(b.p, "{\"\":\"\",\"a\":\"\",\"k\":1}");
+    http_buf_free(&b);
+    msgpack_unpacked_destroy(&u);
+    free(p);
+    http_fields_free(&f);
+    cJSON_Delete(j);
+}
+
 static void test_json_strings(void) {
     http_buf b = {0};
     const char s[] = "a\"\\\n\x01<\xff\xc3\xa9";
@@ -223,5 +247,6 @@ int main(void) {
     T_RUN(test_base64);
     T_RUN(test_query_typing);
     T_RUN(test_json_strings);
+    T_RUN(test_empty_keys_and_strings);
     return t_done();
 }
