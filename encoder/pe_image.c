@@ -832,18 +832,27 @@ static int stream_rows(const src_ctx *s, VipsImage *im, int premul, row_fn fn, v
 
 static void feed_resizer(void *ctx, int y, const uint8_t *row) { rs_feed(ctx, y, row); }
 
+/* One decoded row to two resizers: the model's input and a thumbnail. */
+static void feed_two(void *ctx, int y, const uint8_t *row) {
+    resizer *r = ctx;
+    rs_feed(&r[0], y, row);
+    rs_feed(&r[1], y, row);
+}
+
 /* Resizes the converted image (nc colour bands + alpha) to the display size
  * out_w x out_h with orientation o; result in stored orientation in r->out,
- * alpha un-premultiplied. */
+ * alpha un-premultiplied. r[1], when two, is an initialised thumbnail
+ * resizer fed the same rows (premultiplied alpha, finished, not freed). */
 static int resize_image(const src_ctx *s, VipsImage *im, int alpha, int o, int out_w, int out_h,
-                        resizer *r) {
+                        resizer *r, int two) {
     int sw = orient_swaps(o);
     int rc = rs_init(r, im->Xsize, im->Ysize, im->Bands, sw ? out_h : out_w, sw ? out_w : out_h,
                      !sw);
     if (rc) return perr_prefix(rc, "%s", s->label);
-    rc = stream_rows(s, im, alpha, feed_resizer, r);
+    rc = stream_rows(s, im, alpha, two ? feed_two : feed_resizer, r);
     if (rc) { rs_free(r); return rc; }
     rs_end(r);
+    if (two) rs_end(&r[1]);
     if (alpha) unpremultiply(r->out, (size_t)r->OW * r->OH, r->b);
     return PERR_OK;
 }
@@ -881,6 +890,136 @@ static int reload_shrunk(src_ctx *s, const char *path, const void *buf, size_t l
     return rc;
 }
 
+/* ---- thumbnails (helpers) ---------------------------------------------------- */
+
+void pe_thumb_opts_default(pe_thumb_opts *o) {
+    o->max_side = 256;
+    o->format = PE_THUMB_WEBP;
+    o->quality = 75;
+}
+
+void pe_thumb_clear(pe_thumb *t) {
+    if (!t) return;
+    free(t->data);
+    memset(t, 0, sizeof *t);
+}
+
+const char *pe_thumb_mime(int format) {
+    return format == PE_THUMB_JPEG ? "image/jpeg" : "image/webp";
+}
+
+static int check_thumb_opts(const pe_thumb_opts *o) {
+    if (o->max_side < 1 || o->max_side > 8192)
+        return perr_set(PERR_INVALID, "thumbnail size %d out of range (1..8192)", o->max_side);
+    if (o->format != PE_THUMB_JPEG && o->format != PE_THUMB_WEBP)
+        return perr_set(PERR_INVALID, "thumbnail format %d unknown", o->format);
+    if (o->quality < 1 || o->quality > 100)
+        return perr_set(PERR_INVALID, "thumbnail quality %d out of range (1..100)", o->quality);
+    return PERR_OK;
+}
+
+/* Thumbnail size of a DW x DH (display) picture: longest side max_side,
+ * aspect kept, never enlarged. */
+static void thumb_dims(int DW, int DH, int max_side, int *tw, int *th) {
+    *tw = DW, *th = DH;
+    if (DW > max_side || DH > max_side) {
+        if (DW >= DH) *tw = max_side, *th = (int)((double)DH * max_side / DW + 0.5);
+        else *th = max_side, *tw = (int)((double)DW * max_side / DH + 0.5);
+    }
+    if (*tw < 1) *tw = 1;
+    if (*th < 1) *th = 1;
+}
+
+/* A resizer from the converted image im (stored orientation) to the
+ * thumbnail's size in stored orientation. */
+static int thumb_resizer_init(const src_ctx *s, VipsImage *im, int orient, const pe_thumb_opts *to,
+                              resizer *t) {
+    int W = im->Xsize, H = im->Ysize, sw = orient_swaps(orient);
+    int tw, th;
+    thumb_dims(sw ? H : W, sw ? W : H, to->max_side, &tw, &th);
+    int rc = rs_init(t, W, H, im->Bands, sw ? th : tw, sw ? tw : th, !sw);
+    return rc ? perr_prefix(rc, "%s: thumbnail", s->label) : PERR_OK;
+}
+
+/* A finished thumbnail resizer (stored orientation, premultiplied alpha as
+ * thumb_finish wants) of size ow x oh from the encoder's finished resize m
+ * (stored orientation, alpha un-premultiplied). */
+static int thumb_from_model(const resizer *m, int alpha, int ow, int oh, const char *label,
+                            resizer *t) {
+    int rc = rs_init(t, m->OW, m->OH, m->b, ow, oh, 1);
+    if (rc) return perr_prefix(rc, "%s: thumbnail", label);
+    size_t rl = (size_t)m->OW * m->b;
+    uint8_t *row = alpha ? malloc(rl) : NULL;
+    if (alpha && !row) { rs_free(t); return perr_set(PERR_NOMEM, "%s: thumbnail", label); }
+    for (int y = 0; y < m->OH; y++) {
+        const uint8_t *p = m->out + (size_t)y * rl;
+        if (alpha) {
+            memcpy(row, p, rl);
+            premultiply(row, m->OW, m->b);
+            p = row;
+        }
+        rs_feed(t, y, p);
+    }
+    rs_end(t);
+    free(row);
+    return PERR_OK;
+}
+
+/* Encodes tw x th packed RGB. */
+static int thumb_encode(const uint8_t *rgb, int tw, int th, const pe_thumb_opts *to,
+                        const char *label, pe_thumb *out) {
+    VipsImage *t = vips_image_new_from_memory(rgb, (size_t)tw * th * 3, tw, th, 3,
+                                              VIPS_FORMAT_UCHAR);
+    void *b = NULL;
+    size_t n = 0;
+    int bad = !t;
+    if (!bad && to->format == PE_THUMB_JPEG)
+        bad = vips_jpegsave_buffer(t, &b, &n, "Q", to->quality, "strip", TRUE, NULL);
+    else if (!bad)
+        /* effort 2 of 0..6: ~3x faster than the default 4 at 256 px, a few % larger */
+        bad = vips_webpsave_buffer(t, &b, &n, "Q", to->quality, "strip", TRUE, "effort", 2, NULL);
+    int rc = PERR_OK;
+    if (bad) {
+        rc = vips_fail(PERR_INTERNAL, label, to->format == PE_THUMB_JPEG ? "jpeg" : "webp",
+                       "cannot encode thumbnail of");
+    } else if (!(out->data = malloc(n))) {
+        rc = perr_set(PERR_NOMEM, "%s: thumbnail", label);
+    } else {
+        memcpy(out->data, b, n);
+        out->len = n;
+        out->width = tw, out->height = th;
+        out->format = to->format;
+    }
+    g_free(b);
+    if (t) g_object_unref(t);
+    return rc;
+}
+
+/* A finished thumbnail resizer (stored orientation, premultiplied alpha)
+ * -> upright RGB with alpha flattened on white (c + 255 - a) -> encoded. */
+static int thumb_finish(const resizer *r, int orient, int nc, int alpha, const pe_thumb_opts *to,
+                        const char *label, pe_thumb *out) {
+    int sw = orient_swaps(orient);
+    int tw = sw ? r->OH : r->OW, th = sw ? r->OW : r->OH;
+    uint8_t *rgb = malloc((size_t)tw * th * 3);
+    if (!rgb) return perr_set(PERR_NOMEM, "%s: thumbnail", label);
+    for (int dy = 0; dy < th; dy++)
+        for (int dx = 0; dx < tw; dx++) {
+            int sx, sy;
+            orient_src(orient, r->OW, r->OH, dx, dy, &sx, &sy);
+            const uint8_t *p = r->out + ((size_t)sy * r->OW + sx) * r->b;
+            uint8_t *q = rgb + ((size_t)dy * tw + dx) * 3;
+            for (int c = 0; c < 3; c++) {
+                unsigned v = p[nc == 1 ? 0 : c];
+                if (alpha) v += 255u - p[r->b - 1];
+                q[c] = (uint8_t)(v > 255 ? 255 : v);
+            }
+        }
+    int rc = thumb_encode(rgb, tw, th, to, label, out);
+    free(rgb);
+    return rc;
+}
+
 /* ---- public: preprocessing ------------------------------------------------ */
 
 static int check_out_size(int w, int h) {
@@ -889,11 +1028,18 @@ static int check_out_size(int w, int h) {
     return PERR_OK;
 }
 
-int pe_image_preprocess_ex(const char *path, const void *buf, size_t len, const char *label,
-                           const pe_image_opts *o, float *out, pe_image_info *info) {
+int pe_image_preprocess_thumb(const char *path, const void *buf, size_t len, const char *label,
+                              const pe_image_opts *o, float *out, pe_image_info *info,
+                              const pe_thumb_opts *to, pe_thumb *thumb) {
     pe_image_opts def;
     if (!o) { pe_image_opts_default(&def, 0); o = &def; }
+    pe_thumb_opts tdef;
+    if (thumb) {
+        memset(thumb, 0, sizeof *thumb);
+        if (!to) { pe_thumb_opts_default(&tdef); to = &tdef; }
+    }
     int rc = check_out_size(o->out_w, o->out_h);
+    if (!rc && thumb) rc = check_thumb_opts(to);
     if (rc) return rc;
     if (!out) return perr_set(PERR_INVALID, "no output buffer");
     src_ctx s;
@@ -919,15 +1065,34 @@ int pe_image_preprocess_ex(const char *path, const void *buf, size_t len, const 
     }
     int nc = 3, alpha = 0;
     if (!rc) rc = to_srgb8(&s, &im, o->icc, &nc, &alpha);
-    resizer r;
-    if (!rc) rc = resize_image(&s, im, alpha, orient, o->out_w, o->out_h, &r);
-    if (!rc) {
-        emit_planar(r.out, r.OW, r.OH, r.b, nc, orient, o->out_w, o->out_h, out);
-        rs_free(&r);
+    resizer r[2];
+    memset(r, 0, sizeof r);
+    /* The thumbnail is a downscale of the encoder's input when that is at
+     * least as large on both axes (a 256 px thumbnail of a 384 px model:
+     * a resize of 384 x 384 pixels, ~1 ms); else a second resizer is fed
+     * the decoded rows. */
+    int tw = 0, th = 0, tee = 0, sw = orient_swaps(orient);
+    if (!rc && thumb) {
+        thumb_dims(sw ? im->Ysize : im->Xsize, sw ? im->Xsize : im->Ysize, to->max_side, &tw, &th);
+        tee = tw > o->out_w || th > o->out_h;
+        if (tee) rc = thumb_resizer_init(&s, im, orient, to, &r[1]);
     }
+    if (!rc) rc = resize_image(&s, im, alpha, orient, o->out_w, o->out_h, r, tee);
+    if (!rc) {
+        emit_planar(r[0].out, r[0].OW, r[0].OH, r[0].b, nc, orient, o->out_w, o->out_h, out);
+        if (thumb && !tee) rc = thumb_from_model(&r[0], alpha, sw ? th : tw, sw ? tw : th, s.label, &r[1]);
+        rs_free(&r[0]);
+        if (thumb && !rc) rc = thumb_finish(&r[1], orient, nc, alpha, to, s.label, thumb);
+    }
+    rs_free(&r[1]);
     if (im) g_object_unref(im);
     src_close(&s);
     return rc;
+}
+
+int pe_image_preprocess_ex(const char *path, const void *buf, size_t len, const char *label,
+                           const pe_image_opts *o, float *out, pe_image_info *info) {
+    return pe_image_preprocess_thumb(path, buf, len, label, o, out, info, NULL, NULL);
 }
 
 int pe_image_preprocess_file(const char *path, int size, const pe_image_limits *lim, float *out,
@@ -1037,26 +1202,29 @@ int pe_image_decode_u8(const char *path, const pe_image_opts *o, uint8_t **pix, 
 
 /* ---- public: thumbnails ------------------------------------------------------ */
 
-int pe_image_thumbnail_jpeg(const char *path, int max_side, void **jpeg, size_t *len) {
-    *jpeg = NULL;
-    *len = 0;
-    if (max_side < 1 || max_side > 8192)
-        return perr_set(PERR_INVALID, "thumbnail size %d out of range", max_side);
+int pe_image_thumbnail(const char *path, const void *buf, size_t len, const char *label,
+                       const pe_thumb_opts *to, pe_thumb *out) {
+    memset(out, 0, sizeof *out);
+    pe_thumb_opts tdef;
+    if (!to) { pe_thumb_opts_default(&tdef); to = &tdef; }
+    int rc = check_thumb_opts(to);
+    if (rc) return rc;
+    if (!label) label = path ? path : "(buffer)";
     pe_image_limits lim;
     pe_image_limits_default(&lim);
     src_ctx s;
-    int rc = src_open(path, NULL, 0, path, &lim, &s);
+    rc = src_open(path, buf, len, label, &lim, &s);
     if (rc) return rc;
     VipsImage *im = NULL;
     rc = load_header(&s, 1, &im);
     if (!rc) rc = check_header(&s, im, &lim);
-    int orient = 1, nc = 3, alpha = 0;
     if (!rc && (!strcmp(s.fmt, "jpeg") || !strcmp(s.fmt, "webp"))) {
         /* shrink-on-load: the largest 2^k keeping at least 2 x max_side */
         int longest = im->Xsize > im->Ysize ? im->Xsize : im->Ysize, shrink = 1;
-        while (shrink < 8 && longest / (shrink * 2) >= 2 * max_side) shrink *= 2;
-        if (shrink > 1) rc = reload_shrunk(&s, path, NULL, 0, path, &lim, shrink, &im);
+        while (shrink < 8 && longest / (shrink * 2) >= 2 * to->max_side) shrink *= 2;
+        if (shrink > 1) rc = reload_shrunk(&s, path, buf, len, label, &lim, shrink, &im);
     }
+    int orient = 1, nc = 3, alpha = 0;
     if (!rc) {
         orient = vips_image_get_orientation(im);
         if (orient < 1 || orient > 8) orient = 1;
@@ -1064,56 +1232,47 @@ int pe_image_thumbnail_jpeg(const char *path, int max_side, void **jpeg, size_t 
     }
     resizer r;
     memset(&r, 0, sizeof r);
+    if (!rc) rc = thumb_resizer_init(&s, im, orient, to, &r);
+    if (!rc) rc = stream_rows(&s, im, alpha, feed_resizer, &r);
     if (!rc) {
-        int W = im->Xsize, H = im->Ysize;
-        int DW = orient_swaps(orient) ? H : W, DH = orient_swaps(orient) ? W : H;
-        int tw = DW, th = DH;
-        if (DW > max_side || DH > max_side) {
-            if (DW >= DH) tw = max_side, th = (int)((double)DH * max_side / DW + 0.5);
-            else th = max_side, tw = (int)((double)DW * max_side / DH + 0.5);
-        }
-        if (tw < 1) tw = 1;
-        if (th < 1) th = 1;
-        int sw = orient_swaps(orient);
-        rc = rs_init(&r, W, H, im->Bands, sw ? th : tw, sw ? tw : th, !sw);
-        if (!rc) rc = stream_rows(&s, im, alpha, feed_resizer, &r);
-        if (!rc) {
-            rs_end(&r);
-            /* upright, RGB, alpha flattened on white (premultiplied: c + 255 - a) */
-            uint8_t *rgb = malloc((size_t)tw * th * 3);
-            if (!rgb) rc = perr_set(PERR_NOMEM, "%s: thumbnail", s.label);
-            for (int dy = 0; rgb && dy < th; dy++)
-                for (int dx = 0; dx < tw; dx++) {
-                    int sx, sy;
-                    orient_src(orient, r.OW, r.OH, dx, dy, &sx, &sy);
-                    const uint8_t *p = r.out + ((size_t)sy * r.OW + sx) * r.b;
-                    uint8_t *q = rgb + ((size_t)dy * tw + dx) * 3;
-                    for (int c = 0; c < 3; c++) {
-                        unsigned v = p[nc == 1 ? 0 : c];
-                        if (alpha) v += 255u - p[r.b - 1];
-                        q[c] = (uint8_t)(v > 255 ? 255 : v);
-                    }
-                }
-            if (rgb) {
-                VipsImage *t = vips_image_new_from_memory(rgb, (size_t)tw * th * 3, tw, th, 3,
-                                                          VIPS_FORMAT_UCHAR);
-                void *jb = NULL;
-                size_t jl = 0;
-                if (!t || vips_jpegsave_buffer(t, &jb, &jl, "Q", 85, "strip", TRUE, NULL)) {
-                    rc = vips_fail(PERR_INTERNAL, s.label, s.fmt, "cannot encode thumbnail of");
-                } else {
-                    *jpeg = malloc(jl);
-                    if (!*jpeg) rc = perr_set(PERR_NOMEM, "%s: thumbnail", s.label);
-                    else memcpy(*jpeg, jb, jl), *len = jl;
-                }
-                g_free(jb);
-                if (t) g_object_unref(t);
-                free(rgb);
-            }
-        }
-        rs_free(&r);
+        rs_end(&r);
+        rc = thumb_finish(&r, orient, nc, alpha, to, s.label, out);
     }
+    rs_free(&r);
     if (im) g_object_unref(im);
     src_close(&s);
     return rc;
+}
+
+int pe_image_thumbnail_rgb(const uint8_t *rgb, int w, int h, size_t stride,
+                           const pe_thumb_opts *to, pe_thumb *out) {
+    memset(out, 0, sizeof *out);
+    pe_thumb_opts tdef;
+    if (!to) { pe_thumb_opts_default(&tdef); to = &tdef; }
+    int rc = check_thumb_opts(to);
+    if (rc) return rc;
+    if (!rgb || w < 1 || h < 1 || stride < (size_t)w * 3)
+        return perr_set(PERR_INVALID, "RGB frame %dx%d with stride %zu", w, h, stride);
+    int tw, th;
+    thumb_dims(w, h, to->max_side, &tw, &th);
+    resizer r;
+    rc = rs_init(&r, w, h, 3, tw, th, 1);
+    if (rc) return perr_prefix(rc, "frame thumbnail");
+    for (int y = 0; y < h; y++) rs_feed(&r, y, rgb + (size_t)y * stride);
+    rs_end(&r);
+    rc = thumb_encode(r.out, tw, th, to, "frame", out);
+    rs_free(&r);
+    return rc;
+}
+
+int pe_image_thumbnail_jpeg(const char *path, int max_side, void **jpeg, size_t *len) {
+    *jpeg = NULL;
+    *len = 0;
+    pe_thumb_opts to = {max_side, PE_THUMB_JPEG, 85};
+    pe_thumb t;
+    int rc = pe_image_thumbnail(path, NULL, 0, path, &to, &t);
+    if (rc) return rc;
+    *jpeg = t.data;
+    *len = t.len;
+    return PERR_OK;
 }

@@ -128,9 +128,53 @@ int pe_media_open(const char *path, size_t max_bytes, int *fd, size_t *size);
 int pe_media_sniff_file(const char *path, pe_media_kind *kind);
 int pe_media_sniff_file_format(const char *path, pe_media_kind *kind, const char **format);
 
-/* A small JPEG thumbnail (longest side <= max_side, upright, sRGB, alpha
- * flattened on white) for result pages; default limits. Caller frees
- * *jpeg with free(). */
+/* ---- thumbnails --------------------------------------------------------
+ * Small previews kept with stored items and shown on result pages:
+ * longest side <= max_side (never enlarged), upright, sRGB, alpha
+ * flattened on white, metadata stripped. */
+typedef enum { PE_THUMB_JPEG = 1, PE_THUMB_WEBP = 2 } pe_thumb_format;
+
+typedef struct pe_thumb_opts {
+    int max_side;   /* longest side in pixels (default 256; 1..8192) */
+    int format;     /* pe_thumb_format (default WebP: ~2-5 KB at 256 px, a
+                       third to half of JPEG's size at the same look) */
+    int quality;    /* encoder quality 1..100 (default 75) */
+} pe_thumb_opts;
+
+void pe_thumb_opts_default(pe_thumb_opts *o);
+
+typedef struct pe_thumb {
+    void *data;     /* encoded bytes, malloc'd; pe_thumb_clear frees */
+    size_t len;
+    int width, height;
+    int format;     /* pe_thumb_format */
+} pe_thumb;
+
+/* Frees t->data and zeroes t. NULL-safe. */
+void pe_thumb_clear(pe_thumb *t);
+/* "image/webp" or "image/jpeg". */
+const char *pe_thumb_mime(int format);
+
+/* pe_image_preprocess_ex that also makes a thumbnail from the same decode:
+ * the decoded rows feed the model's resizer and a second, thumbnail-sized
+ * one, so the file is read and decoded once (for a large JPEG at its
+ * shrink-on-load scale). thumb NULL: exactly pe_image_preprocess_ex. On
+ * failure nothing is returned in *thumb. */
+int pe_image_preprocess_thumb(const char *path, const void *buf, size_t len, const char *label,
+                              const pe_image_opts *o, float *out, pe_image_info *info,
+                              const pe_thumb_opts *to, pe_thumb *thumb);
+/* A thumbnail on its own, of a file (path) or bytes (buf/len; label names
+ * them in messages), with the default limits and shrink-on-load. to NULL:
+ * defaults. */
+int pe_image_thumbnail(const char *path, const void *buf, size_t len, const char *label,
+                       const pe_thumb_opts *to, pe_thumb *out);
+/* A thumbnail of an already-decoded upright 8-bit RGB picture (a video
+ * frame), rows stride bytes apart. */
+int pe_image_thumbnail_rgb(const uint8_t *rgb, int w, int h, size_t stride,
+                           const pe_thumb_opts *to, pe_thumb *out);
+
+/* A JPEG thumbnail of a file for self-contained result pages (quality 85).
+ * Caller frees *jpeg with free(). */
 int pe_image_thumbnail_jpeg(const char *path, int max_side, void **jpeg, size_t *len);
 
 #endif

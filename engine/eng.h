@@ -103,6 +103,7 @@ typedef struct eng_collection_info {
     uint64_t index_seq;         /* sequence covered by the in-memory index */
     float threshold;            /* moderation default threshold; NAN when unset */
     int trained;
+    int thumbnails;             /* 1: ingest keeps a thumbnail per item (default) */
     /* HNSW: removed vectors still in the graph / graph size. The engine
      * rebuilds the index from LMDB once this passes 0.2 (0 for other types). */
     double tombstone_frac;
@@ -115,6 +116,9 @@ int eng_collection_drop(eng_db *db, const char *name);
 /* *out: malloc'd array of *n entries; caller frees. */
 int eng_collection_list(eng_db *db, eng_collection_info **out, int *n);
 int eng_collection_get(eng_db *db, const char *name, eng_collection_info *out);
+/* Thumbnails kept at ingest for this collection's new items (on by
+ * default); items already stored keep theirs. */
+int eng_collection_set_thumbnails(eng_db *db, const char *name, int on);
 /* Moderation default threshold of a set: "collection" or "collection:label". */
 int eng_set_threshold(eng_db *db, const char *set, float threshold);
 /* *out NAN when none was set. */
@@ -151,6 +155,33 @@ void eng_item_free(eng_item *it);
 int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed);
 int eng_label_add(eng_db *db, const char *label, const uint64_t *ids, int n);
 int eng_label_remove(eng_db *db, const char *label, const uint64_t *ids, int n);
+
+/* ---- thumbnails -------------------------------------------------------- */
+
+/* Ingest keeps, in collections with thumbnails on, a WebP thumbnail of
+ * ENG_THUMB_SIDE px on the long side for every image (made from the decode
+ * that feeds the encoder), every video (its middle uniform frame) and every
+ * video segment (a frame of its own), stored in LMDB with the item
+ * (docs/storage.md "thumbs"). */
+#define ENG_THUMB_SIDE 256
+
+typedef struct eng_thumb {
+    void *data; size_t len;     /* encoded picture, malloc'd (eng_thumb_clear) */
+    int width, height;
+    char mime[16];              /* "image/webp" or "image/jpeg" */
+    int stored;                 /* 1: from the database; 0: made now from the
+                                   item's source file (none was stored) */
+} eng_thumb;
+
+/* The thumbnail of item id (segment < 0) or of its video segment `segment`.
+ * When none is stored (a layout-1 database, a collection with thumbnails
+ * off, an item added before) it is made from the item's stored path when
+ * that file is readable here (not stored back). PERR_NOT_FOUND: no such
+ * item or segment, or no thumbnail can be had (vector items, a source
+ * gone); the message says which. */
+int eng_get_thumbnail(eng_db *db, uint64_t id, int segment, eng_thumb *out);
+/* Frees out->data and zeroes *out. NULL-safe. */
+void eng_thumb_clear(eng_thumb *t);
 
 /* ---- ingest ------------------------------------------------------------ */
 

@@ -684,6 +684,7 @@ static void fill_coll_info(eng_db *db, eng_coll *c, const st_collection *sc, eng
     o->seq = sc ? sc->seq : 0;
     o->n_index = idx_count(c->ix);
     o->n_segments = sc ? sc->n_segments : 0;
+    o->thumbnails = sc ? !(sc->flags & ST_COLL_NO_THUMBS) : 1;
     o->n_seg_index = c->seg_ix ? idx_count(c->seg_ix) : 0;
     o->index_seq = c->index_seq;
     o->trained = !idx_needs_training(c->ix);

@@ -183,6 +183,7 @@ struct eng_upload {
     eng_upload_fn done;
     void *user;
     struct eng_upload *gnext;
+    pe_thumb thumb;         /* image: made with the preprocessing (eng_thumb.c) */
 };
 
 static void job_free(job *j) {
@@ -195,6 +196,7 @@ static void job_free(job *j) {
     free(j->frame_emb);
     free(j->seg_vecs);
     free(j->dest_own);
+    pe_thumb_clear(&j->thumb);
     free(j);
 }
 
@@ -212,6 +214,7 @@ typedef struct run {
     uint32_t coll;
     dest dst;               /* every file of the run goes here */
     st_kv *meta;            /* o->meta as storage takes it */
+    int thumbs;             /* the collection keeps thumbnails */
     queue q_path, q_enc, q_write;
     atomic_ullong seen, bytes;
     atomic_int stop;        /* a fatal error: drain without work */
@@ -306,8 +309,9 @@ static int hash_present(eng_db *db, uint32_t coll, const uint8_t hash[32], uint6
 }
 
 /* Reads, hashes, dedupes, sniffs and preprocesses one file (or buffer when
- * data != NULL). On return j is pending (pixels set) or has its result. */
-static void prepare(eng_db *db, uint32_t coll, job *j, const uint8_t *data, size_t len,
+ * data != NULL), making its thumbnail(s) from the same decode when thumbs.
+ * On return j is pending (pixels set) or has its result. */
+static void prepare(eng_db *db, uint32_t coll, int thumbs, job *j, const uint8_t *data, size_t len,
                     atomic_ullong *bytes, const eng_video_opts *vo) {
     uint8_t *own = NULL;
     int rc;
@@ -330,6 +334,7 @@ static void prepare(eng_db *db, uint32_t coll, job *j, const uint8_t *data, size
         rc = eng_vplan_open(db, vo, j->path, own ? own : (void *)data, len, own != NULL, 1, &j->vp);
         own = NULL;
         if (rc) { job_fail(j, rc, perr_msg()); goto out; }
+        j->vp->want_thumbs = thumbs;
         j->pending = 1;
         goto out;
     }
@@ -342,7 +347,13 @@ static void prepare(eng_db *db, uint32_t coll, job *j, const uint8_t *data, size
     j->pixels = malloc(np * sizeof(float));
     if (!j->pixels) { job_fail(j, perr_set(PERR_NOMEM, "%s: pixels", j->path), perr_msg()); goto out; }
     pe_image_info info;
-    rc = pe_image_preprocess_buffer(data, len, j->path, db->image_size, NULL, j->pixels, &info);
+    pe_image_opts io;
+    pe_image_opts_default(&io, db->image_size);
+    pe_thumb_opts to;
+    pe_thumb_opts_default(&to);
+    to.max_side = ENG_THUMB_SIDE;
+    rc = pe_image_preprocess_thumb(NULL, data, len, j->path, &io, j->pixels, &info, &to,
+                                   thumbs ? &j->thumb : NULL);
     if (rc) {
         /* libvips' message names the file already (label = path). */
         job_fail(j, rc, perr_msg());
@@ -417,6 +428,9 @@ static int commit_jobs(eng_db *db, job **jobs, int n) {
         uint64_t id = 0, seq = 0;
         int r = st_item_add(w, d->coll, &it, j->vec, segs, (size_t)nsegs, &id, &seq);
         free(segs);
+        if (r == PERR_OK) r = eng_thumb_store(w, id, ST_THUMB_ITEM, &j->thumb);
+        for (int s = 0; r == PERR_OK && j->vp && j->vp->thumbs && s <= nsegs; s++)
+            r = eng_thumb_store(w, id, (uint32_t)s, &j->vp->thumbs[s]);
         if (r == PERR_OK) {
             j->id = id;
             j->outcome = ENG_ADDED;
@@ -712,7 +726,7 @@ static void *decoder_main(void *arg) {
             continue;
         }
         gate_enter(r);
-        prepare(r->db, r->coll, j, NULL, 0, &r->bytes, r->o->video);
+        prepare(r->db, r->coll, r->thumbs, j, NULL, 0, &r->bytes, r->o->video);
         if (j->vp) video_decode(r, j);
         gate_leave(r);
         if (!j->vp) q_push(j->pending ? &r->q_enc : &r->q_write, j);
@@ -811,6 +825,7 @@ int eng_ingest_paths(eng_db *db, const char *const *paths, int n, const eng_inge
     r->o = o;
     int rc = ingest_prepare(db, o, &r->coll);
     if (rc == PERR_OK) rc = dest_init(&r->dst, r->coll, o, &r->meta);
+    if (rc == PERR_OK) rc = eng_coll_thumbs(db, r->coll, &r->thumbs);
     if (rc) { free(r); return rc; }
     int jobs = o->jobs > 0 ? o->jobs : 1;
     int batch = o->batch > 0 ? o->batch : 8;
@@ -919,13 +934,15 @@ int eng_upload_prepare(eng_db *db, const void *data, size_t len, const char *uri
     eng_ingest_opts dflt;
     if (!o) { eng_ingest_opts_default(&dflt); o = &dflt; }
     uint32_t coll;
+    int thumbs = 0;
     int rc = ingest_prepare(db, o, &coll);
+    if (!rc) rc = eng_coll_thumbs(db, coll, &thumbs);
     if (rc) return rc;
     job *j = calloc(1, sizeof *j);
     if (!j || !(j->path = strdup(uri ? uri : ""))) { job_free(j); return perr_set(PERR_NOMEM, "upload"); }
     if ((rc = dest_copy(coll, o, &j->dest_own))) { job_free(j); return rc; }
     j->dst = j->dest_own;
-    prepare(db, coll, j, data, len, NULL, o->video);
+    prepare(db, coll, thumbs, j, data, len, NULL, o->video);
     if (j->pending && j->vp) {
         float *emb = NULL;
         rc = eng_vplan_encode(db, j->vp, &emb);

@@ -6,6 +6,7 @@
 #include "encoder/pe.h"
 #include "encoder/pe_tokenizer.h"
 #include "encoder/pe_video.h"
+#include "encoder/pe_image.h"
 #include "index/idx.h"
 #include "storage/st.h"
 
@@ -121,6 +122,11 @@ typedef struct eng_vplan {
     int n_times;
     double *times;
     void *data;             /* bytes the handle reads (owned; may be NULL) */
+    /* Thumbnails made while decoding (want_thumbs): [0] the video's (its
+     * middle uniform frame), [1 + i] segment i's (its middle sample). A
+     * frame whose thumbnail fails has none (len 0); the video still goes in. */
+    int want_thumbs;
+    pe_thumb *thumbs;       /* 1 + n_segs entries, or NULL */
 } eng_vplan;
 /* Opens a video from path or from data (ownership of data passes to the
  * plan when own_data, also on failure) and plans its sample times
@@ -162,6 +168,13 @@ int eng_is_video_file(const char *path, int *is_video);
 
 /* eng_ingest.c: commits what is queued, then stops the committer (eng_close). */
 void eng_group_stop(eng_db *db);
+
+/* eng_thumb.c */
+/* 1 when the collection keeps thumbnails (its ST_COLL_NO_THUMBS unset). */
+int eng_coll_thumbs(eng_db *db, uint32_t coll, int *on);
+/* Stores pe thumbnail t of item id in slot (write txn); an empty t is
+ * skipped. Only a failure that kills the transaction is returned. */
+int eng_thumb_store(st_txn *w, uint64_t id, uint32_t slot, const pe_thumb *t);
 
 /* eng_sha.c */
 void eng_sha256(const void *data, size_t len, uint8_t out[32]);

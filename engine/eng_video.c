@@ -69,6 +69,8 @@ static int check_opts(const eng_video_opts *o) {
 
 void eng_vplan_free(eng_vplan *p) {
     if (!p) return;
+    for (int i = 0; p->thumbs && i <= p->n_segs; i++) pe_thumb_clear(&p->thumbs[i]);
+    free(p->thumbs);
     pe_video_close(p->v);
     free(p->times);
     free(p->data);
@@ -159,15 +161,38 @@ void eng_vplan_meta(const eng_vplan *p, eng_video_meta *m) {
 
 typedef struct decode_ctx {
     eng_db *db;
+    eng_vplan *p;
     eng_vframe_fn fn;
     void *user;
     const char *label;
 } decode_ctx;
 
+/* The thumbnail slot (0: the video, 1 + i: segment i) sample `index` of
+ * plan p makes, or -1: the middle uniform frame, and each segment's middle
+ * sample. */
+static int thumb_slot(const eng_vplan *p, int index) {
+    if (index < p->n_frames) return index == p->n_frames / 2 ? 0 : -1;
+    int k = index - p->n_frames;
+    return k % p->seg_frames == (p->seg_frames - 1) / 2 ? 1 + k / p->seg_frames : -1;
+}
+
+/* A thumbnail that fails leaves its slot empty: the video still goes in. */
+static void frame_thumb(eng_vplan *p, int index, const uint8_t *rgb, int w, int h, size_t stride) {
+    int slot = thumb_slot(p, index);
+    if (slot < 0 || slot > p->n_segs) return;
+    if (!p->thumbs && !(p->thumbs = calloc((size_t)p->n_segs + 1, sizeof *p->thumbs))) return;
+    pe_thumb_clear(&p->thumbs[slot]);
+    pe_thumb_opts to;
+    pe_thumb_opts_default(&to);
+    to.max_side = ENG_THUMB_SIDE;
+    if (pe_image_thumbnail_rgb(rgb, w, h, stride, &to, &p->thumbs[slot])) perr_clear();
+}
+
 static int on_frame(void *user, int index, double t, const uint8_t *rgb, int w, int h,
                     size_t stride) {
     (void)t;
     decode_ctx *d = user;
+    if (d->p->want_thumbs) frame_thumb(d->p, index, rgb, w, h, stride);
     int s = d->db->image_size;
     float *px = malloc(sizeof(float) * 3 * (size_t)s * (size_t)s);
     if (!px) return perr_set(PERR_NOMEM, "%s: frame pixels", d->label);
@@ -177,7 +202,7 @@ static int on_frame(void *user, int index, double t, const uint8_t *rgb, int w, 
 }
 
 int eng_vplan_decode(eng_db *db, eng_vplan *p, eng_vframe_fn fn, void *user) {
-    decode_ctx d = {db, fn, user, "video"};
+    decode_ctx d = {db, p, fn, user, "video"};
     return pe_video_sample(p->v, p->times, p->n_times, p->o.max_side, on_frame, &d);
 }
 

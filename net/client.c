@@ -513,6 +513,37 @@ int pc_get(pc_client *c, uint64_t id, int with_vector, eng_item **out) {
     return req_call(c, NET_OP_GET, &r, parse_item, out);
 }
 
+static int parse_thumb(const msgpack_object *o, void *user) {
+    eng_thumb *t = user;
+    const msgpack_object *m = net_mp_get(o, "thumbnail");
+    if (!m || m->type == MSGPACK_OBJECT_NIL)
+        return perr_set(PERR_NOT_FOUND, "item %llu: no thumbnail on the server",
+                        (unsigned long long)num(net_mp_get(o, "id"), 0));
+    const msgpack_object *d = m->type == MSGPACK_OBJECT_MAP ? net_mp_get(m, "data") : NULL;
+    if (!d || d->type != MSGPACK_OBJECT_BIN || !d->via.bin.size)
+        return perr_set(PERR_PROTOCOL, "GET response: \"thumbnail\" is not a map with \"data\" bytes");
+    if (!(t->data = malloc(d->via.bin.size))) return perr_set(PERR_NOMEM, "thumbnail");
+    memcpy(t->data, d->via.bin.ptr, d->via.bin.size);
+    t->len = d->via.bin.size;
+    t->width = (int)num(net_mp_get(m, "width"), 0);
+    t->height = (int)num(net_mp_get(m, "height"), 0);
+    t->stored = (int)num(net_mp_get(m, "stored"), 0);
+    copy_str(t->mime, sizeof t->mime, net_mp_get(m, "mime"));
+    return PERR_OK;
+}
+
+int pc_get_thumbnail(pc_client *c, uint64_t id, int segment, eng_thumb *out) {
+    memset(out, 0, sizeof *out);
+    req r; req_init(&r);
+    msgpack_pack_map(&r.pk, 3);
+    net_mp_pack_key(&r.pk, "id"); msgpack_pack_uint64(&r.pk, id);
+    net_mp_pack_key(&r.pk, "thumbnail"); msgpack_pack_true(&r.pk);
+    net_mp_pack_key(&r.pk, "segment"); msgpack_pack_int(&r.pk, segment < 0 ? -1 : segment);
+    int rc = req_call(c, NET_OP_GET, &r, parse_thumb, out);
+    if (rc) eng_thumb_clear(out);
+    return rc;
+}
+
 static int parse_removed(const msgpack_object *o, void *user) {
     int *n = user;
     if (n) *n = (int)num(net_mp_get(o, "removed"), 0);

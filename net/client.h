@@ -71,6 +71,10 @@ int pc_ingest_path(pc_client *c, const char *path, const pc_ingest_opts *o, uint
 
 /* *out freed with eng_item_free. */
 int pc_get(pc_client *c, uint64_t id, int with_vector, eng_item **out);
+/* The item's thumbnail (segment < 0) or its video segment's, as
+ * eng_get_thumbnail gives it on the server (GET with "thumbnail"): out
+ * cleared with eng_thumb_clear. PERR_NOT_FOUND when there is none. */
+int pc_get_thumbnail(pc_client *c, uint64_t id, int segment, eng_thumb *out);
 int pc_delete(pc_client *c, const uint64_t *ids, int n, int *n_removed);
 int pc_label(pc_client *c, const char *label, const uint64_t *ids, int n, int remove);
 

@@ -66,9 +66,10 @@ void net_pack_results(msgpack_packer *pk, const eng_results *r) {
     for (int i = 0; i < r->n; i++) net_pack_hit(pk, &r->hits[i]);
 }
 
-void net_pack_item(msgpack_packer *pk, const eng_item *it) {
+/* The item map with `extra` more entries for the caller to pack after it. */
+static void pack_item_n(msgpack_packer *pk, const eng_item *it, int extra) {
     int vec = it->vector != NULL, video = !strcmp(it->media, "video");
-    msgpack_pack_map(pk, 12 + vec + (video ? 3 : 0));
+    msgpack_pack_map(pk, 12 + vec + (video ? 3 : 0) + (size_t)extra);
     net_mp_pack_key(pk, "id"); msgpack_pack_uint64(pk, it->id);
     net_mp_pack_key(pk, "collection"); net_mp_pack_cstr(pk, it->collection);
     net_mp_pack_key(pk, "uri"); net_mp_pack_cstr(pk, it->uri ? it->uri : "");
@@ -93,6 +94,8 @@ void net_pack_item(msgpack_packer *pk, const eng_item *it) {
     }
     if (vec) { net_mp_pack_key(pk, "vector"); net_mp_pack_bin(pk, it->vector, sizeof(float) * (size_t)it->dim); }
 }
+
+void net_pack_item(msgpack_packer *pk, const eng_item *it) { pack_item_n(pk, it, 0); }
 
 static void pack_vector(msgpack_packer *pk, const float *v, int dim) {
     msgpack_pack_map(pk, 2);
@@ -320,15 +323,37 @@ void net_pack_ingest(msgpack_packer *pk, uint64_t id, eng_outcome outcome) {
 
 static int op_get(const net_op_ctx *c, const msgpack_object *req, msgpack_packer *pk) {
     uint64_t id = 0;
-    int with_vector = 0;
+    int with_vector = 0, thumb = 0, segment = -1;
     if (!net_mp_get(req, "id")) return perr_set(PERR_INVALID, "GET needs field \"id\"");
     int rc = net_mp_u64(req, "id", &id);
     if (!rc) rc = net_mp_bool(req, "vector", &with_vector);
+    if (!rc) rc = net_mp_bool(req, "thumbnail", &thumb);
+    if (!rc) rc = net_mp_int(req, "segment", &segment);
     if (rc) return rc;
     eng_item *it = NULL;
     rc = eng_get(c->db, id, with_vector, &it);
     if (rc) return rc;
-    net_pack_item(pk, it);
+    eng_thumb th = {0};
+    if (thumb) {
+        rc = eng_get_thumbnail(c->db, id, segment < 0 ? -1 : segment, &th);
+        if (rc == PERR_NOT_FOUND) { perr_clear(); rc = PERR_OK; } /* nil: none to be had */
+        if (rc) { eng_item_free(it); return rc; }
+    }
+    pack_item_n(pk, it, thumb);
+    if (thumb) {
+        net_mp_pack_key(pk, "thumbnail");
+        if (!th.data) {
+            msgpack_pack_nil(pk);
+        } else {
+            msgpack_pack_map(pk, 5);
+            net_mp_pack_key(pk, "data"); net_mp_pack_bin(pk, th.data, th.len);
+            net_mp_pack_key(pk, "mime"); net_mp_pack_cstr(pk, th.mime);
+            net_mp_pack_key(pk, "width"); msgpack_pack_int(pk, th.width);
+            net_mp_pack_key(pk, "height"); msgpack_pack_int(pk, th.height);
+            net_mp_pack_key(pk, "stored"); msgpack_pack_int(pk, th.stored);
+        }
+    }
+    eng_thumb_clear(&th);
     eng_item_free(it);
     return PERR_OK;
 }

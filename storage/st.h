@@ -41,7 +41,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ST_LAYOUT_VERSION 1
+#define ST_LAYOUT_VERSION 2
+/* Layout 1 (no thumbnails table) is still read: a writable open upgrades it
+ * in place (creates the empty table, records version 2); a read-only open
+ * reads it as is, without thumbnails. */
+#define ST_LAYOUT_VERSION_MIN 1
 
 /* Limits, checked with a clear error (PERR_INVALID / PERR_TOO_LARGE). */
 #define ST_NAME_MAX      64     /* collection name, bytes, [A-Za-z0-9_.-]+ */
@@ -57,6 +61,7 @@
 #define ST_DIM_MAX       16384  /* embedding dimension */
 #define ST_SEGMENTS_MAX  65536  /* segments per video item */
 #define ST_HASH_LEN      32     /* SHA-256 */
+#define ST_THUMB_MAX     (1u << 20) /* bytes of one stored thumbnail */
 
 /* Item ids are global, start at 1, and are never reused. They stay below
  * 2^47 so that segment ids (below) fit FAISS's int64 ids. */
@@ -135,7 +140,12 @@ typedef struct st_collection {
     uint64_t log_start;           /* changes with seq <= this were trimmed */
     uint64_t n_items;
     uint64_t n_segments;
+    uint32_t flags;               /* ST_COLL_* */
 } st_collection;
+
+/* Collection flags (one byte in the record). */
+#define ST_COLL_NO_THUMBS 0x01u   /* the engine stores no thumbnails for its items */
+#define ST_COLL_FLAGS_ALL 0x01u
 
 /* Creates a collection (write txn). Name: 1..ST_NAME_MAX bytes of
  * [A-Za-z0-9_.-] (PERR_INVALID naming the offending byte), unique
@@ -143,6 +153,9 @@ typedef struct st_collection {
  * interpreted. */
 int st_coll_create(st_txn *txn, const char *name, const char *factory,
                    uint32_t *id_out);
+/* Replaces the flags of collection id (write txn); unknown bits:
+ * PERR_INVALID. */
+int st_coll_set_flags(st_txn *txn, uint32_t id, uint32_t flags);
 /* PERR_NOT_FOUND when there is no such collection. */
 int st_coll_get(st_txn *txn, const char *name, st_collection *out);
 int st_coll_get_id(st_txn *txn, uint32_t id, st_collection *out);
@@ -218,6 +231,30 @@ int st_item_segments(st_txn *txn, uint64_t id, st_segment **segs, size_t *n);
 /* The item of a collection holding content hash `hash`; PERR_NOT_FOUND. */
 int st_hash_lookup(st_txn *txn, uint32_t coll, const uint8_t hash[ST_HASH_LEN],
                    uint64_t *id_out);
+
+/* ------------------------------------------------------------ thumbnails */
+
+/* A small preview picture of an item (slot ST_THUMB_ITEM) or of one of its
+ * video segments (ST_THUMB_SEG(i)). The bytes are opaque to storage;
+ * format is the engine's code for their encoding (1..255). */
+#define ST_THUMB_ITEM 0u
+#define ST_THUMB_SEG(i) ((uint32_t)(i) + 1u)
+
+typedef struct st_thumb {
+    int format;                   /* 1..255 */
+    int width, height;            /* 1..65535 */
+    const void *data;             /* 1..ST_THUMB_MAX bytes */
+    size_t len;
+} st_thumb;
+
+/* Stores (or replaces) a thumbnail of item id (write txn, the item must
+ * exist; a segment slot must be below its segment count + 1). Deleting the
+ * item or dropping its collection deletes its thumbnails. */
+int st_thumb_put(st_txn *txn, uint64_t id, uint32_t slot, const st_thumb *t);
+/* out->data valid until the transaction ends. PERR_NOT_FOUND when the
+ * item or that thumbnail does not exist (a layout-1 database opened
+ * read-only has none). */
+int st_thumb_get(st_txn *txn, uint64_t id, uint32_t slot, st_thumb *out);
 
 /* ------------------------------------------------------ labels, metadata */
 
@@ -297,6 +334,7 @@ typedef struct st_stats {
     uint64_t n_items;        /* all collections */
     uint64_t n_segments;
     uint64_t last_item_id;   /* highest id ever assigned (0: none) */
+    uint64_t n_thumbs;       /* thumbnails stored (items and segments) */
 } st_stats;
 
 int st_stats_get(st_txn *txn, st_stats *out);

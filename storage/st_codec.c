@@ -158,7 +158,7 @@ int st_coll_encode(const st_collection *c, unsigned char *buf, size_t cap, size_
     buf[0] = ST_COLL_REC_VERSION;
     buf[1] = (unsigned char)nn;
     buf[2] = (unsigned char)fn;
-    buf[3] = 0;
+    buf[3] = (unsigned char)(c->flags & 0xFF);
     ST_PUT(buf + 4, c->created_unix);
     ST_PUT(buf + 12, c->seq);
     ST_PUT(buf + 20, c->log_start);
@@ -184,6 +184,7 @@ int st_coll_decode(const void *p, size_t len, uint32_t id, st_collection *out) {
         return perr_set(PERR_FORMAT, "colls: key %u: name/factory lengths %zu/%zu do not "
                         "fit a %zu-byte record", id, nn, fn, len);
     out->id = id;
+    out->flags = b[3];
     ST_GET(out->created_unix, b + 4);
     ST_GET(out->seq, b + 12);
     ST_GET(out->log_start, b + 20);

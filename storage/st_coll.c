@@ -77,6 +77,17 @@ int st_coll_create(st_txn *txn, const char *name, const char *factory, uint32_t 
     return PERR_OK;
 }
 
+int st_coll_set_flags(st_txn *txn, uint32_t id, uint32_t flags) {
+    int rc = st_check_txn(txn, 1);
+    if (rc) return rc;
+    if (flags & ~ST_COLL_FLAGS_ALL)
+        return perr_set(PERR_INVALID, "collection %u: unknown flags 0x%x", id, flags);
+    st_collection c;
+    if ((rc = st_coll_load(txn, id, &c))) return rc;
+    c.flags = flags;
+    return st_coll_store(txn, &c);
+}
+
 int st_coll_get(st_txn *txn, const char *name, st_collection *out) {
     int rc = st_check_txn(txn, 0);
     if (rc) return rc;
@@ -155,7 +166,7 @@ int st_coll_drop(st_txn *txn, uint32_t id) {
     if (rc) return rc;
     if (mrc && mrc != MDB_NOTFOUND) return st_mdb_fail(txn, mrc, ST_T_VECTORS, "scan");
     static const int tables[] = {ST_T_VECTORS, ST_T_SEGMENTS, ST_T_HASHES, ST_T_LABELS,
-                                 ST_T_META, ST_T_CHANGES};
+                                 ST_T_META, ST_T_CHANGES, ST_T_THUMBS};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++)
         if ((rc = st_del_prefix(txn, tables[i], p, 4))) return rc;
     if ((rc = st_del(txn, ST_T_COLL_NAMES, c.name, strlen(c.name), NULL, 0))) return rc;

@@ -25,6 +25,7 @@ const char *const st_table_names[ST_T_COUNT] = {
     [ST_T_VECTORS] = "vectors",   [ST_T_SEGMENTS] = "segments",
     [ST_T_HASHES] = "hashes",     [ST_T_LABELS] = "labels",
     [ST_T_META] = "meta",         [ST_T_CHANGES] = "changes",
+    [ST_T_THUMBS] = "thumbs",
 };
 
 static unsigned table_flags(int t) {
@@ -300,9 +301,15 @@ static int open_tables(st_db *db) {
         mdb_txn_abort(txn.t);
         return st_mdb_fail(NULL, rc, ST_T_INFO, "%s: open", db->dir);
     }
+    db->has_thumbs = 1;
     for (int t = 0; t < ST_T_COUNT; t++) {
         rc = mdb_dbi_open(txn.t, st_table_names[t],
                           table_flags(t) | (db->read_only ? 0 : MDB_CREATE), &db->dbi[t]);
+        if (rc == MDB_NOTFOUND && t == ST_T_THUMBS) {
+            /* layout 1 read-only (checked below): no thumbnails */
+            db->has_thumbs = 0;
+            continue;
+        }
         if (rc) {
             mdb_txn_abort(txn.t);
             if (rc == MDB_NOTFOUND)
@@ -322,11 +329,23 @@ static int open_tables(st_db *db) {
     }
     uint32_t layout;
     ST_GET(layout, v.mv_data);
-    if (layout != ST_LAYOUT_VERSION) {
+    if (layout < ST_LAYOUT_VERSION_MIN || layout > ST_LAYOUT_VERSION) {
         mdb_txn_abort(txn.t);
         return perr_set(PERR_VERSION, "%s: database layout version %u, this build reads "
-                        "version %d only (no automatic conversion)", db->dir, layout,
+                        "versions %d to %d", db->dir, layout, ST_LAYOUT_VERSION_MIN,
                         ST_LAYOUT_VERSION);
+    }
+    if (layout == 2 && !db->has_thumbs) {
+        mdb_txn_abort(txn.t);
+        return perr_set(PERR_FORMAT, "%s: table \"thumbs\" missing", db->dir);
+    }
+    if (layout == 1 && !db->read_only) {
+        /* 1 -> 2 adds the (now created, empty) thumbnails table only. */
+        uint32_t now = ST_LAYOUT_VERSION;
+        if ((rc = st_put(&txn, ST_T_INFO, "layout", 6, &now, 4, 0))) {
+            mdb_txn_abort(txn.t);
+            return perr_prefix(rc, "%s: upgrading layout 1 to %d", db->dir, ST_LAYOUT_VERSION);
+        }
     }
     st_info inf;
     if ((rc = st_info_get(&txn, &inf))) {
@@ -508,6 +527,11 @@ int st_stats_get(st_txn *txn, st_stats *out) {
     if ((rc = mdb_stat(txn->t, txn->db->dbi[ST_T_SEGMENTS], &ms)))
         return st_mdb_fail(txn, rc, ST_T_SEGMENTS, "stat");
     out->n_segments = ms.ms_entries;
+    if (txn->db->has_thumbs) {
+        if ((rc = mdb_stat(txn->t, txn->db->dbi[ST_T_THUMBS], &ms)))
+            return st_mdb_fail(txn, rc, ST_T_THUMBS, "stat");
+        out->n_thumbs = ms.ms_entries;
+    }
     uint64_t next;
     if ((rc = st_counter_peek(txn, "next_item", &next))) return rc;
     out->last_item_id = next - 1;

@@ -23,6 +23,7 @@
 enum {
     ST_T_INFO, ST_T_COLLS, ST_T_COLL_NAMES, ST_T_ITEMS, ST_T_VECTORS,
     ST_T_SEGMENTS, ST_T_HASHES, ST_T_LABELS, ST_T_META, ST_T_CHANGES,
+    ST_T_THUMBS,           /* layout 2 */
     ST_T_COUNT
 };
 extern const char *const st_table_names[ST_T_COUNT];
@@ -34,6 +35,7 @@ struct st_db {
     char *index_dir;
     char *data_path;
     int read_only;
+    int has_thumbs;        /* 0: a layout-1 database opened read-only */
 };
 
 /* A buffer owned by a transaction (aligned copies of vectors). */

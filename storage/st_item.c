@@ -270,6 +270,7 @@ int st_item_delete(st_txn *txn, uint64_t id, uint64_t *seq_out) {
     vec_key(k, c.id, id);
     if ((rc = st_del(txn, ST_T_VECTORS, k, VEC_KEY, NULL, 0))) goto fail;
     if ((rc = st_del_prefix(txn, ST_T_SEGMENTS, k, VEC_KEY))) goto fail;
+    if ((rc = st_del_prefix(txn, ST_T_THUMBS, k, VEC_KEY))) goto fail;
     st_be32(k, c.id);
     memcpy(k + 4, it->hash, ST_HASH_LEN);
     /* Only if the hash entry is this item's (it always is, unless damaged). */
@@ -781,4 +782,72 @@ int st_scan_items(st_txn *txn, uint32_t coll, uint64_t after_id, st_item_fn fn, 
     /* The collection's ids, in order, are the keys of its vectors. */
     item_scan is = {txn, fn, ud};
     return scan_table(txn, ST_T_VECTORS, coll, after_id, item_row, &is);
+}
+
+/* ------------------------------------------------------------ thumbnails */
+
+/* Value: u8 format, u8 0, u16 width, u16 height, u16 0, then the bytes.
+ * Key: coll u32 | item u64 | slot u32 (like segments). */
+#define THUMB_HDR 8
+
+int st_thumb_put(st_txn *txn, uint64_t id, uint32_t slot, const st_thumb *t) {
+    int rc = st_check_txn(txn, 1);
+    if (rc) return rc;
+    if (t->format < 1 || t->format > 255 || t->width < 1 || t->width > 65535 ||
+        t->height < 1 || t->height > 65535 || !t->data || t->len < 1 || t->len > ST_THUMB_MAX)
+        return perr_set(PERR_INVALID, "item %llu thumbnail %u: format %d, %dx%d, %zu bytes "
+                        "(format 1..255, sides 1..65535, 1..%u bytes)", (unsigned long long)id,
+                        slot, t->format, t->width, t->height, t->len, ST_THUMB_MAX);
+    uint32_t coll, nseg;
+    if ((rc = item_head(txn, id, &coll, &nseg))) return rc;
+    if (slot > nseg)
+        return perr_set(PERR_INVALID, "item %llu: thumbnail slot %u, the item has %u segments",
+                        (unsigned long long)id, slot, nseg);
+    unsigned char k[SEG_KEY];
+    seg_key(k, coll, id, slot);
+    unsigned char *v = malloc(THUMB_HDR + t->len);
+    if (!v) return perr_set(PERR_NOMEM, "item %llu: thumbnail of %zu bytes", (unsigned long long)id, t->len);
+    uint16_t w = (uint16_t)t->width, h = (uint16_t)t->height, z = 0;
+    v[0] = (unsigned char)t->format;
+    v[1] = 0;
+    ST_PUT(v + 2, w);
+    ST_PUT(v + 4, h);
+    ST_PUT(v + 6, z);
+    memcpy(v + THUMB_HDR, t->data, t->len);
+    rc = st_put(txn, ST_T_THUMBS, k, SEG_KEY, v, THUMB_HDR + t->len, 0);
+    free(v);
+    return rc;
+}
+
+int st_thumb_get(st_txn *txn, uint64_t id, uint32_t slot, st_thumb *out) {
+    memset(out, 0, sizeof *out);
+    int rc = st_check_txn(txn, 0);
+    if (rc) return rc;
+    uint32_t coll;
+    if ((rc = item_head(txn, id, &coll, NULL))) return rc;
+    if (!txn->db->has_thumbs)
+        return perr_set(PERR_NOT_FOUND, "item %llu: no thumbnail (layout 1 database)",
+                        (unsigned long long)id);
+    unsigned char k[SEG_KEY];
+    seg_key(k, coll, id, slot);
+    MDB_val v;
+    rc = st_get(txn, ST_T_THUMBS, k, SEG_KEY, &v);
+    if (rc == PERR_NOT_FOUND)
+        return perr_set(PERR_NOT_FOUND, "item %llu: no thumbnail %u stored", (unsigned long long)id, slot);
+    if (rc) return rc;
+    const unsigned char *b = v.mv_data;
+    uint16_t w = 0, h = 0;
+    if (v.mv_size > THUMB_HDR) {
+        ST_GET(w, b + 2);
+        ST_GET(h, b + 4);
+    }
+    if (v.mv_size <= THUMB_HDR || b[0] == 0 || w == 0 || h == 0)
+        return perr_set(PERR_FORMAT, "thumbs: key %u/%llu/%u: %zu-byte value is not a thumbnail",
+                        coll, (unsigned long long)id, slot, v.mv_size);
+    out->format = b[0];
+    out->width = w;
+    out->height = h;
+    out->data = b + THUMB_HDR;
+    out->len = v.mv_size - THUMB_HDR;
+    return PERR_OK;
 }

@@ -645,6 +645,143 @@ static int raw_put(const char *dir, const char *table, const void *key, size_t k
     return rc;
 }
 
+/* ------------------------------------------------------------ thumbnails */
+
+static int thumb_count(st_db *db) {
+    st_txn *t;
+    st_stats s = {0};
+    if (st_txn_begin(db, 0, &t)) return -1;
+    int rc = st_stats_get(t, &s);
+    st_txn_abort(t);
+    return rc ? -1 : (int)s.n_thumbs;
+}
+
+static void test_thumbs(void) {
+    char *dir;
+    uint32_t coll;
+    st_db *db = fresh(&dir, "st-thumb", 0, &coll);
+    REQUIRE(db);
+    uint64_t a, b;
+    REQUIRE_OK(add_seed(db, coll, 1, &a, NULL));
+    REQUIRE_OK(add_seed(db, coll, 2, &b, NULL));
+    st_txn *w;
+    REQUIRE_OK(st_txn_begin(db, 1, &w));
+    static const char pic[] = "RIFF....WEBPVP8 fake bytes";
+    st_thumb t = {2, 256, 170, pic, sizeof pic};
+    CHECK_OK(st_thumb_put(w, a, ST_THUMB_ITEM, &t));
+    CHECK_OK(st_thumb_put(w, b, ST_THUMB_ITEM, &t));
+    /* validation: nothing written, the transaction lives on */
+    st_thumb bad = t;
+    bad.format = 0;
+    CHECK_ERR(st_thumb_put(w, a, ST_THUMB_ITEM, &bad), PERR_INVALID);
+    bad = t;
+    bad.width = 70000;
+    CHECK_ERR(st_thumb_put(w, a, ST_THUMB_ITEM, &bad), PERR_INVALID);
+    bad = t;
+    bad.len = ST_THUMB_MAX + 1;
+    CHECK_ERR(st_thumb_put(w, a, ST_THUMB_ITEM, &bad), PERR_INVALID);
+    CHECK_ERR(st_thumb_put(w, 9999, ST_THUMB_ITEM, &t), PERR_NOT_FOUND);
+    st_item *it = NULL;
+    REQUIRE_OK(st_item_get(w, a, &it));
+    uint32_t nseg = it->n_segments;
+    st_item_free(it);
+    if (nseg) CHECK_OK(st_thumb_put(w, a, ST_THUMB_SEG(nseg - 1), &t));
+    CHECK_ERR(st_thumb_put(w, a, ST_THUMB_SEG(nseg), &t), PERR_INVALID);
+    REQUIRE_OK(st_txn_commit(w));
+    st_txn *r;
+    REQUIRE_OK(st_txn_begin(db, 0, &r));
+    st_thumb g;
+    CHECK_OK(st_thumb_get(r, a, ST_THUMB_ITEM, &g));
+    CHECK(g.format == 2 && g.width == 256 && g.height == 170 && g.len == sizeof pic &&
+          !memcmp(g.data, pic, sizeof pic));
+    CHECK_ERR(st_thumb_get(r, a, ST_THUMB_SEG(nseg + 5), &g), PERR_NOT_FOUND);
+    CHECK_ERR(st_thumb_get(r, 9999, ST_THUMB_ITEM, &g), PERR_NOT_FOUND);
+    st_txn_abort(r);
+    CHECK_EQ_INT(thumb_count(db), 2 + (nseg ? 1 : 0));
+    /* deleting an item deletes its thumbnails; dropping the collection the rest */
+    REQUIRE_OK(st_txn_begin(db, 1, &w));
+    CHECK_OK(st_item_delete(w, a, NULL));
+    REQUIRE_OK(st_txn_commit(w));
+    CHECK_EQ_INT(thumb_count(db), 1);
+    REQUIRE_OK(st_txn_begin(db, 1, &w));
+    CHECK_OK(st_coll_drop(w, coll));
+    REQUIRE_OK(st_txn_commit(w));
+    CHECK_EQ_INT(thumb_count(db), 0);
+    /* collection flags round-trip */
+    uint32_t c2;
+    REQUIRE_OK(st_txn_begin(db, 1, &w));
+    REQUIRE_OK(st_coll_create(w, "other", "Flat", &c2));
+    CHECK_OK(st_coll_set_flags(w, c2, ST_COLL_NO_THUMBS));
+    CHECK_ERR(st_coll_set_flags(w, c2, 0x80), PERR_INVALID);
+    REQUIRE_OK(st_txn_commit(w));
+    REQUIRE_OK(st_txn_begin(db, 0, &r));
+    st_collection sc;
+    CHECK_OK(st_coll_get(r, "other", &sc));
+    CHECK_EQ_INT(sc.flags, ST_COLL_NO_THUMBS);
+    st_txn_abort(r);
+    st_close(db);
+    t_rmtree(dir);
+    free(dir);
+}
+
+/* A layout-1 database: no "thumbs" table, version 1. Read-only opens it as
+ * is (no thumbnails); a writable open upgrades it to 2. */
+static void test_layout1_upgrade(void) {
+    char *dir;
+    uint32_t coll;
+    st_db *db = fresh(&dir, "st-l1", 0, &coll);
+    REQUIRE(db);
+    uint64_t a;
+    REQUIRE_OK(add_seed(db, coll, 1, &a, NULL));
+    st_close(db);
+    {
+        MDB_env *env;
+        MDB_txn *t;
+        MDB_dbi dbi;
+        REQUIRE(mdb_env_create(&env) == 0);
+        mdb_env_set_maxdbs(env, 16);
+        REQUIRE(mdb_env_open(env, dir, 0, 0644) == 0);
+        REQUIRE(mdb_txn_begin(env, NULL, 0, &t) == 0);
+        REQUIRE(mdb_dbi_open(t, "thumbs", 0, &dbi) == 0);
+        REQUIRE(mdb_drop(t, dbi, 1) == 0);
+        REQUIRE(mdb_txn_commit(t) == 0);
+        mdb_env_close(env);
+    }
+    uint32_t v1 = 1;
+    REQUIRE(raw_put(dir, "info", "layout", 6, &v1, 4) == 0);
+    REQUIRE_OK(st_open(dir, &(st_opts){.read_only = 1}, &db));
+    st_txn *r;
+    REQUIRE_OK(st_txn_begin(db, 0, &r));
+    st_info in;
+    CHECK_OK(st_info_get(r, &in));
+    CHECK_EQ_INT(in.layout_version, 1);
+    st_thumb g;
+    CHECK_ERR(st_thumb_get(r, a, ST_THUMB_ITEM, &g), PERR_NOT_FOUND);
+    st_item *it = NULL;
+    CHECK_OK(st_item_get(r, a, &it));
+    st_item_free(it);
+    st_stats s;
+    CHECK_OK(st_stats_get(r, &s));
+    CHECK_EQ_INT(s.n_thumbs, 0);
+    st_txn_abort(r);
+    st_close(db);
+    /* version 2 without the table is damage, not an old database */
+    uint32_t v2 = 2;
+    REQUIRE(raw_put(dir, "info", "layout", 6, &v2, 4) == 0);
+    CHECK_ERR(st_open(dir, &(st_opts){.read_only = 1}, &db), PERR_FORMAT);
+    REQUIRE(raw_put(dir, "info", "layout", 6, &v1, 4) == 0);
+    REQUIRE_OK(st_open(dir, NULL, &db));
+    REQUIRE_OK(st_txn_begin(db, 1, &r));
+    CHECK_OK(st_info_get(r, &in));
+    CHECK_EQ_INT(in.layout_version, ST_LAYOUT_VERSION);
+    static const char pic[] = "bytes";
+    CHECK_OK(st_thumb_put(r, a, ST_THUMB_ITEM, &(st_thumb){1, 2, 2, pic, sizeof pic}));
+    REQUIRE_OK(st_txn_commit(r));
+    st_close(db);
+    t_rmtree(dir);
+    free(dir);
+}
+
 static void test_version_refusal(void) {
     char *dir;
     uint32_t coll;
@@ -652,10 +789,10 @@ static void test_version_refusal(void) {
     REQUIRE(db);
     REQUIRE_OK(add_seed(db, coll, 1, NULL, NULL));
     st_close(db);
-    uint32_t v2 = 2;
-    REQUIRE(raw_put(dir, "info", "layout", 6, &v2, 4) == 0);
+    uint32_t v3 = ST_LAYOUT_VERSION + 1;
+    REQUIRE(raw_put(dir, "info", "layout", 6, &v3, 4) == 0);
     CHECK_ERR(st_open(dir, NULL, &db), PERR_VERSION);
-    CHECK(strstr(perr_msg(), "version 2") != NULL);
+    CHECK(strstr(perr_msg(), "version 3") != NULL);
     CHECK_ERR(st_open(dir, &(st_opts){.read_only = 1}, &db), PERR_VERSION);
     uint32_t v1 = 1;
     REQUIRE(raw_put(dir, "info", "layout", 6, &v1, 4) == 0);
@@ -1091,6 +1228,8 @@ int main(void) {
     T_RUN(test_changes_and_scans);
     T_RUN(test_drop);
     T_RUN(test_version_refusal);
+    T_RUN(test_thumbs);
+    T_RUN(test_layout1_upgrade);
     T_RUN(test_corrupt_records);
     T_RUN(test_full_map);
     T_RUN(test_concurrent_readers);
