@@ -13,7 +13,8 @@
  * every acknowledged item is still there. Then several threads upload at
  * the same time through eng_add_buffer (which waits for the group commit):
  * every id stored once, found, and the same bytes from four threads give
- * one id. */
+ * one id. A group whose transaction dies (map full because of one
+ * upload's metadata) is retried upload by upload: only that one fails. */
 #define _GNU_SOURCE
 #include "engine/eng.h"
 #include "common/perr.h"
@@ -30,9 +31,10 @@
 static char *model_path, *vocab_path;
 static photo_set P;
 
-static eng_db *open_db(const char *dir, int create) {
+static eng_db *open_db_map(const char *dir, int create, size_t map) {
     eng_open_opts o;
     eng_open_opts_default(&o);
+    o.map_size = map;
     o.model_path = create ? model_path : NULL;
     o.vocab_path = vocab_path;
     o.create = create;
@@ -40,6 +42,8 @@ static eng_db *open_db(const char *dir, int create) {
     if (eng_open(dir, &o, &db)) { t_fail(__FILE__, __LINE__, "open %s: %s", dir, perr_msg()); return NULL; }
     return db;
 }
+
+static eng_db *open_db(const char *dir, int create) { return open_db_map(dir, create, 0); }
 
 /* 1 when item id is stored in collection coll and finds itself first. */
 static int stored_and_found(eng_db *db, uint64_t id, const char *coll) {
@@ -202,6 +206,83 @@ static void test_one_group(void) {
     free(dir);
 }
 
+/* ---- a group whose transaction dies ---------------------------------- */
+
+/* A map too small for one upload's ~960 KB of metadata: the group's
+ * transaction fails with "map full"; each upload is then committed alone,
+ * so only the big one fails. */
+static void test_full_group(void) {
+    char *dir = t_tmpdir("eng-group-full");
+    grp *g = calloc(1, sizeof *g);
+    REQUIRE(g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->db = open_db_map(dir, 1, (size_t)768 << 10);
+    REQUIRE(g->db);
+    enum { NBIG = 16, VBIG = 60000 };
+    char *vals = malloc((size_t)NBIG * (VBIG + 1));
+    REQUIRE(vals);
+    eng_kv big[NBIG];
+    char keys[NBIG][8];
+    for (int i = 0; i < NBIG; i++) {
+        char *v = vals + (size_t)i * (VBIG + 1);
+        memset(v, 'a' + i, VBIG);
+        v[VBIG] = 0;
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        big[i] = (eng_kv){keys[i], v};
+    }
+    const int i_big = 2;
+    g->n = 6;
+    for (int k = 0; k < g->n; k++) {
+        eng_ingest_opts o;
+        eng_ingest_opts_default(&o);
+        if (k == i_big) { o.meta = big; o.n_meta = NBIG; }
+        size_t len = 0;
+        void *bytes = t_read_file(P.paths[k], &len);
+        REQUIRE(bytes);
+        char uri[64];
+        snprintf(uri, sizeof uri, "full-%d", k);
+        REQUIRE_OK(eng_upload_prepare(g->db, bytes, len, uri, &o, &g->u[k]));
+        free(bytes);
+        g->s[k].coll = "default";
+        CB[k] = (cb){g, k};
+    }
+    free(vals);
+    eng_upload_commit(g->db, g->u[0], on_done, &CB[0]);
+    pthread_mutex_lock(&g->mu);
+    while (g->finished < g->n) pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+    eng_stats st;
+    CHECK_OK(eng_get_stats(g->db, &st));
+    CHECK_EQ_INT(st.upload_groups, 2);
+    for (int k = 0; k < g->n; k++) {
+        slot *s = &g->s[k];
+        if (k == i_big) {
+            CHECK_EQ_INT(s->rc, PERR_FULL);
+            CHECK(strstr(s->msg, "full-2") != NULL);
+            continue;
+        }
+        if (s->rc) { t_fail(__FILE__, __LINE__, "upload %d: %s", k, s->msg); continue; }
+        CHECK_EQ_INT(s->outcome, ENG_ADDED);
+        CHECK(s->found_at_ack);
+    }
+    CHECK_OK(eng_close(g->db));
+    eng_db *db = open_db_map(dir, 0, (size_t)768 << 10);
+    REQUIRE(db);
+    eng_collection_info ci;
+    CHECK_OK(eng_collection_get(db, "default", &ci));
+    CHECK_EQ_INT(ci.n_items, g->n - 1);
+    CHECK_EQ_INT(ci.n_index, g->n - 1);
+    for (int k = 0; k < g->n; k++)
+        if (k != i_big && !g->s[k].rc) CHECK(stored_and_found(db, g->s[k].id, "default"));
+    CHECK_OK(eng_close(db));
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
+    free(g);
+    t_rmtree(dir);
+    free(dir);
+}
+
 /* ---- several threads through eng_add_buffer -------------------------- */
 
 enum { NT = 4 };
@@ -279,6 +360,7 @@ int main(void) {
         return 1;
     }
     T_RUN(test_one_group);
+    T_RUN(test_full_group);
     T_RUN(test_threads);
     photos_free(&P);
     free(model_path);
