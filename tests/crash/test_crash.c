@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include "engine/eng.h"
 #include "common/perr.h"
+#include "crash_check.h"
 #include "photos.h"
 #include "tests/common/testlib.h"
 
@@ -114,60 +115,6 @@ static int run_child(const char *dbdir, const char *listdir, int kill_ms, acks *
     return st;
 }
 
-static void check_db(const char *dbdir, acks *a, int round, int drop) {
-    eng_open_opts o;
-    eng_open_opts_default(&o);
-    o.vocab_path = vocab_path;
-    o.save_every = 7;
-    eng_db *db = NULL;
-    REQUIRE_OK(eng_open(dbdir, &o, &db));
-    eng_collection_info ci;
-    memset(&ci, 0, sizeof ci);
-    int have = eng_collection_get(db, "default", &ci) == PERR_OK;
-    if (!have) { perr_clear(); CHECK_EQ_INT(a->n, 0); }
-    if (have) {
-        if (ci.n_index != ci.n_items)
-            t_fail(__FILE__, __LINE__, "round %d: index holds %llu, database %llu", round,
-                   (unsigned long long)ci.n_index, (unsigned long long)ci.n_items);
-        CHECK((int)ci.n_items >= a->n);
-    }
-    eng_query q;
-    eng_query_default(&q);
-    q.k = 1;
-    q.include_self = 1;
-    int bad = 0;
-    for (int i = 0; i < a->n && bad < 5; i++) {
-        eng_item *it = NULL;
-        int rc = eng_get(db, a->v[i], 1, &it);
-        if (rc) { t_fail(__FILE__, __LINE__, "round %d: acknowledged item %llu lost: %s", round, (unsigned long long)a->v[i], perr_msg()); bad++; continue; }
-        CHECK(it->vector && it->dim == 32);
-        eng_item_free(it);
-        eng_results *r = NULL;
-        rc = eng_search_id(db, a->v[i], &q, &r);
-        if (rc || !r || r->n < 1 || r->hits[0].id != a->v[i] || fabsf(r->hits[0].score - 1) > 1e-5f) {
-            t_fail(__FILE__, __LINE__, "round %d: item %llu does not find itself first", round, (unsigned long long)a->v[i]);
-            bad++;
-        }
-        eng_results_free(r);
-    }
-    /* Delete about a third of the items so that the next round has work
-     * again (and kills also land in runs that follow deletes). */
-    if (drop && a->n) {
-        uint64_t *del = malloc(sizeof *del * (size_t)a->n);
-        int nd = 0, keep = 0;
-        for (int i = 0; i < a->n; i++) {
-            if (rand() % 3 == 0) del[nd++] = a->v[i];
-            else a->v[keep++] = a->v[i];
-        }
-        a->n = keep;
-        int removed = 0;
-        if (nd) CHECK_OK(eng_remove(db, del, nd, &removed));
-        CHECK_EQ_INT(removed, nd);
-        free(del);
-    }
-    CHECK_OK(eng_close(db));
-}
-
 static void test_kill9_during_ingest(void) {
     photo_set ps;
     int n = photos_gather(&ps, 40, 160);
@@ -197,14 +144,14 @@ static void test_kill9_during_ingest(void) {
         kills += killed && WIFSIGNALED(st);
         if (!killed) full_ms = el;
         if (!killed) CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-        check_db(dbdir, &a, round, 1);
+        crash_check_db(dbdir, vocab_path, 7, a.v, &a.n, round, 1);
     }
     /* a last uninterrupted run completes the set */
     int killed;
     long el = 0;
     int st = run_child(dbdir, ps.dir, -1, &a, &killed, &el);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    check_db(dbdir, &a, ROUNDS, 0);
+    crash_check_db(dbdir, vocab_path, 7, a.v, &a.n, ROUNDS, 0);
     printf("  %d rounds, %d killed mid-run, %d items acknowledged\n", ROUNDS, kills, a.n);
     CHECK(kills >= ROUNDS / 3);
     CHECK_EQ_INT(a.n, n * 4);

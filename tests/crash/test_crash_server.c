@@ -18,6 +18,7 @@
 #include "common/perr.h"
 #include "net/client.h"
 #include "net/server.h"
+#include "crash_check.h"
 #include "photos.h"
 #include "tests/common/testlib.h"
 
@@ -150,61 +151,6 @@ static long ms_since(const struct timespec *t0) {
     return (now.tv_sec - t0->tv_sec) * 1000 + (now.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-static void check_db(const char *dbdir, acks *a, int round, int drop) {
-    eng_open_opts o;
-    eng_open_opts_default(&o);
-    o.vocab_path = vocab_path;
-    eng_db *db = NULL;
-    REQUIRE_OK(eng_open(dbdir, &o, &db));
-    eng_collection_info ci;
-    memset(&ci, 0, sizeof ci);
-    int have = eng_collection_get(db, "default", &ci) == PERR_OK;
-    if (!have) { perr_clear(); CHECK_EQ_INT(a->n, 0); }
-    if (have) {
-        if (ci.n_index != ci.n_items)
-            t_fail(__FILE__, __LINE__, "round %d: index holds %llu, database %llu", round,
-                   (unsigned long long)ci.n_index, (unsigned long long)ci.n_items);
-        CHECK((int)ci.n_items >= a->n);
-    }
-    eng_query q;
-    eng_query_default(&q);
-    q.k = 1;
-    q.include_self = 1;
-    int bad = 0;
-    for (int i = 0; i < a->n && bad < 5; i++) {
-        eng_item *it = NULL;
-        int rc = eng_get(db, a->v[i], 1, &it);
-        if (rc) {
-            t_fail(__FILE__, __LINE__, "round %d: acknowledged item %llu lost: %s", round, (unsigned long long)a->v[i], perr_msg());
-            bad++;
-            continue;
-        }
-        CHECK(it->vector && it->dim == 32);
-        eng_item_free(it);
-        eng_results *r = NULL;
-        rc = eng_search_id(db, a->v[i], &q, &r);
-        if (rc || !r || r->n < 1 || r->hits[0].id != a->v[i] || fabsf(r->hits[0].score - 1) > 1e-5f) {
-            t_fail(__FILE__, __LINE__, "round %d: item %llu does not find itself first", round, (unsigned long long)a->v[i]);
-            bad++;
-        }
-        eng_results_free(r);
-    }
-    if (drop && a->n) {
-        uint64_t *del = malloc(sizeof *del * (size_t)a->n);
-        int nd = 0, keep = 0;
-        for (int i = 0; i < a->n; i++) {
-            if (rand() % 3 == 0) del[nd++] = a->v[i];
-            else a->v[keep++] = a->v[i];
-        }
-        a->n = keep;
-        int removed = 0;
-        if (nd) CHECK_OK(eng_remove(db, del, nd, &removed));
-        CHECK_EQ_INT(removed, nd);
-        free(del);
-    }
-    CHECK_OK(eng_close(db));
-}
-
 /* One round: the server, 4 uploading connections, a kill at kill_ms (< 0:
  * none; SIGTERM once the clients are done). */
 static void run_round(const char *dbdir, const files *f, acks *a, int kill_ms, int *killed, long *el) {
@@ -277,12 +223,12 @@ static void test_kill9_server_uploads(void) {
         run_round(dbdir, &f, &a, kill_ms, &killed, &el);
         kills += killed;
         if (!killed) full_ms = el;
-        check_db(dbdir, &a, round, 1);
+        crash_check_db(dbdir, vocab_path, 0, a.v, &a.n, round, 1);
     }
     int killed = 0;
     long el = 0;
     run_round(dbdir, &f, &a, -1, &killed, &el);
-    check_db(dbdir, &a, ROUNDS, 0);
+    crash_check_db(dbdir, vocab_path, 0, a.v, &a.n, ROUNDS, 0);
     printf("  %d rounds, %d killed mid-upload, %d items acknowledged\n", ROUNDS, kills, a.n);
     CHECK(kills >= ROUNDS / 3);
     CHECK_EQ_INT(a.n, f.n);
