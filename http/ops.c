@@ -107,7 +107,7 @@ int http_run_op(const http_env *e, int op, const uint8_t *payload, size_t len, h
     return rc;
 }
 
-static int parse_id(const char *s, uint64_t *out) {
+int http_parse_id(const char *s, uint64_t *out) {
     char *end = NULL;
     if (!*s || *s == '-') return perr_set(PERR_INVALID, "item id \"%s\": not an unsigned integer", s);
     errno = 0;
@@ -124,7 +124,7 @@ int http_h_op(const http_env *e, const http_req *rq, http_resp *rs) {
     int rc = body_fields(rq, r->media, &f);
     if (!rc && rq->n_params) { /* {id}: the item of the path */
         uint64_t id = 0;
-        rc = parse_id(rq->params[0], &id);
+        rc = http_parse_id(rq->params[0], &id);
         if (!rc) rc = r->op == NET_OP_DELETE ? http_fields_add_u64s(&f, "ids", &id, 1) : http_fields_add_u64(&f, "id", id);
     }
     if (!rc) rc = http_fields_from_query(&f, rq->query);

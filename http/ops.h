@@ -25,6 +25,12 @@ int http_h_wv_ready(const http_env *e, const http_req *rq, http_resp *rs);
 /* Shared by handlers: a JSON body (PERR_INVALID with the byte offset), and
  * one operation's MessagePack payload run and answered as JSON. */
 int http_parse_json(const uint8_t *body, size_t len, cJSON **out);
+/* A decimal item id of a path segment (PERR_INVALID naming it). */
+int http_parse_id(const char *s, uint64_t *out);
+/* The search page (web.c): GET /, /app.js, /app.css (compiled in), and
+ * GET /items/{id}/thumbnail[?segment=N]. */
+int http_h_page(const http_env *e, const http_req *rq, http_resp *rs);
+int http_h_thumbnail(const http_env *e, const http_req *rq, http_resp *rs);
 int http_run_op(const http_env *e, int op, const uint8_t *payload, size_t len, http_resp *rs);
 
 #endif

@@ -30,6 +30,11 @@ const http_route http_routes[] = {
     {"GET", "/readyz", http_h_readyz, HTTP_R_PUBLIC, 0, NULL},
     {"GET", "/metrics", http_h_metrics, HTTP_R_LOOP, 0, NULL},
     {"GET", "/openapi.json", http_h_openapi, HTTP_R_LOOP | HTTP_R_PUBLIC, 0, NULL},
+    /* the search page (web/, compiled in) and the thumbnails it shows */
+    {"GET", "/", http_h_page, HTTP_R_LOOP | HTTP_R_PUBLIC, 0, NULL},
+    {"GET", "/app.js", http_h_page, HTTP_R_LOOP | HTTP_R_PUBLIC, 0, NULL},
+    {"GET", "/app.css", http_h_page, HTTP_R_LOOP | HTTP_R_PUBLIC, 0, NULL},
+    {"GET", "/items/{id}/thumbnail", http_h_thumbnail, 0, NET_OP_GET, NULL},
     /* percept as another engine's encoder */
     {"POST", "/embed", http_h_tei_embed, 0, NET_OP_EMBED, NULL},
     {"POST", "/vectorize", http_h_wv_vectorize, 0, NET_OP_EMBED, NULL},

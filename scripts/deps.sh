@@ -7,7 +7,11 @@ PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
       libvips-dev libvips-tools liblcms2-dev libuv1-dev libutf8proc-dev zlib1g-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
       libmsgpack-dev libcjson-dev libh2o-dev libxxhash-dev libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3
-      gnome-backgrounds mate-backgrounds ukui-wallpapers)  # real photos for the engine tests (~100 MB)
+      gnome-backgrounds mate-backgrounds ukui-wallpapers  # real photos for the engine tests (~100 MB)
+      chromium)  # the search page's test (tests/web) drives it headless
+# node + npm for the page test (playwright-core from tests/web's lock file):
+# Debian's, unless a node with npm is already installed.
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
