@@ -4,7 +4,8 @@
 'use strict';
 (function () {
   const $ = (id) => document.getElementById(id);
-  const PAGE = 24;
+  // results per page; /#k=N asks for another page size (1..1000)
+  const PAGE = Math.min(1000, Math.max(1, parseInt((location.hash.match(/k=(\d+)/) || [])[1], 10) || 24));
   let k = PAGE, last = null, blobs = [];
 
   const tokenIn = $('token');
