@@ -79,6 +79,23 @@ static int body_fields(const http_req *rq, const char *media, http_fields *f) {
     return http_fields_add_bin(f, media, rq->body, rq->body_len); /* a raw upload */
 }
 
+int http_resp_of_payload(int op, const uint8_t *resp, size_t len, http_resp *rs) {
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    int rc = PERR_OK;
+    if (msgpack_unpack_next(&u, (const char *)resp, len, &off) != MSGPACK_UNPACK_SUCCESS)
+        rc = perr_set(PERR_INTERNAL, "%s: response did not unpack", net_op_name(op));
+    else {
+        http_buf b = {0};
+        http_mp_to_json(&u.data, NULL, &b);
+        if (b.oom) { http_buf_free(&b); rc = perr_set(PERR_NOMEM, "%s: JSON response", net_op_name(op)); }
+        else http_resp_take(rs, 200, "application/json", b.p, b.len);
+    }
+    msgpack_unpacked_destroy(&u);
+    return rc;
+}
+
 int http_run_op(const http_env *e, int op, const uint8_t *payload, size_t len, http_resp *rs) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -89,20 +106,7 @@ int http_run_op(const http_env *e, int op, const uint8_t *payload, size_t len, h
     ctx.db = e->db;
     if (e->ns) net_server_stats_packer(e->ns, &ctx);
     int rc = net_op_run(&ctx, op, payload, len, &pk);
-    if (!rc) {
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        size_t off = 0;
-        if (msgpack_unpack_next(&u, sb.data, sb.size, &off) != MSGPACK_UNPACK_SUCCESS)
-            rc = perr_set(PERR_INTERNAL, "%s: response did not unpack", net_op_name(op));
-        else {
-            http_buf b = {0};
-            http_mp_to_json(&u.data, NULL, &b);
-            if (b.oom) { http_buf_free(&b); rc = perr_set(PERR_NOMEM, "%s: JSON response", net_op_name(op)); }
-            else http_resp_take(rs, 200, "application/json", b.p, b.len);
-        }
-        msgpack_unpacked_destroy(&u);
-    }
+    if (!rc) rc = http_resp_of_payload(op, (const uint8_t *)sb.data, sb.size, rs);
     msgpack_sbuffer_destroy(&sb);
     return rc;
 }
@@ -117,8 +121,10 @@ int http_parse_id(const char *s, uint64_t *out) {
     return PERR_OK;
 }
 
-int http_h_op(const http_env *e, const http_req *rq, http_resp *rs) {
+int http_op_payload(const http_req *rq, uint8_t **payload, size_t *len) {
     const http_route *r = rq->route;
+    *payload = NULL;
+    *len = 0;
     http_fields f;
     http_fields_init(&f);
     int rc = body_fields(rq, r->media, &f);
@@ -128,11 +134,16 @@ int http_h_op(const http_env *e, const http_req *rq, http_resp *rs) {
         if (!rc) rc = r->op == NET_OP_DELETE ? http_fields_add_u64s(&f, "ids", &id, 1) : http_fields_add_u64(&f, "id", id);
     }
     if (!rc) rc = http_fields_from_query(&f, rq->query);
+    if (!rc) rc = http_fields_pack(&f, payload, len);
+    http_fields_free(&f);
+    return rc;
+}
+
+int http_h_op(const http_env *e, const http_req *rq, http_resp *rs) {
     uint8_t *payload = NULL;
     size_t len = 0;
-    if (!rc) rc = http_fields_pack(&f, &payload, &len);
-    http_fields_free(&f);
-    if (!rc) rc = http_run_op(e, r->op, payload, len, rs);
+    int rc = http_op_payload(rq, &payload, &len);
+    if (!rc) rc = http_run_op(e, rq->route->op, payload, len, rs);
     free(payload);
     return rc;
 }

@@ -32,5 +32,10 @@ int http_parse_id(const char *s, uint64_t *out);
 int http_h_page(const http_env *e, const http_req *rq, http_resp *rs);
 int http_h_thumbnail(const http_env *e, const http_req *rq, http_resp *rs);
 int http_run_op(const http_env *e, int op, const uint8_t *payload, size_t len, http_resp *rs);
+/* The generic op handler in two halves: the request's fields as the
+ * operation's payload (*payload malloc'd), and a MessagePack answer as the
+ * JSON response. */
+int http_op_payload(const http_req *rq, uint8_t **payload, size_t *len);
+int http_resp_of_payload(int op, const uint8_t *resp, size_t len, http_resp *rs);
 
 #endif

@@ -27,6 +27,7 @@
 #include "http/http.h"
 #include "http/route.h"
 #include "http/json.h"
+#include "http/ops.h"
 #include "common/perr.h"
 #include "net/proto.h"
 
@@ -244,6 +245,25 @@ static void call_done(void *arg, int rc) {
     call_free(c);
 }
 
+/* A SEARCH run as a binary-protocol operation: its answer, on the worker. */
+static void call_post(void *arg, int rc, const uint8_t *resp, size_t len) {
+    call *c = arg;
+    if (!rc) perr_clear(); /* else the message of the failed operation is kept */
+    c->rc = rc ? rc : http_resp_of_payload(c->route->op, resp, len, &c->rs);
+    if (c->rc) snprintf(c->msg, sizeof c->msg, "%s", perr_msg());
+}
+
+/* SEARCH with a small JSON (or form, or empty) body: its payload is built
+ * here on the loop (bounded: at most COALESCE_MAX_BODY bytes of JSON) and
+ * queued as an operation, so vector searches join the binary door's
+ * coalesced batches. Uploads go the task way (built on a worker). */
+#define COALESCE_MAX_BODY (64u << 10)
+static int as_operation(const call *c) {
+    const char *ct = c->rq.content_type;
+    return c->route->fn == http_h_op && c->route->op == NET_OP_SEARCH && c->rq.body_len <= COALESCE_MAX_BODY &&
+           (!c->rq.body_len || !strncasecmp(ct, "application/json", 16) || !strncasecmp(ct, "application/x-www-form-urlencoded", 33));
+}
+
 static void on_req_gone(void *p) {
     call *c = *(call **)p;
     if (c) c->req = NULL;
@@ -349,7 +369,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         c->guard = h2o_mem_alloc_shared(&req->pool, sizeof *c->guard, on_req_gone);
         *c->guard = c;
         c->req = req;
-        rc = net_server_submit(h->ns, call_run, call_done, c);
+        if (as_operation(c)) {
+            uint8_t *payload = NULL;
+            size_t len = 0;
+            rc = http_op_payload(&c->rq, &payload, &len);
+            if (!rc) rc = net_server_submit_op(h->ns, c->route->op, payload, len, call_post, call_done, c);
+        } else rc = net_server_submit(h->ns, call_run, call_done, c);
         if (rc) *c->guard = NULL;
     }
     if (rc) {

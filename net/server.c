@@ -72,6 +72,7 @@ typedef struct job {
     uint64_t t_recv;            /* uv_hrtime at arrival */
     net_task_fn run;            /* a task of a front end (c NULL): run on a worker */
     net_task_done_fn done;      /* then done on the loop thread */
+    net_op_post_fn post;        /* an operation of a front end (c NULL): gets the response payload */
     void *arg;
     uint8_t *out;               /* response frame (header + payload) */
     size_t out_len;
@@ -358,6 +359,11 @@ static void job_respond(job *j, int rc, msgpack_sbuffer *sb) {
     free(j->buf); /* the request is done with: free it before the response goes out */
     j->buf = NULL;
     j->payload = NULL;
+    if (j->post) { /* a front end's operation: it formats the answer itself */
+        j->post(j->arg, rc, rc ? NULL : (const uint8_t *)sb->data + NET_HEADER_SIZE, rc ? 0 : sb->size - NET_HEADER_SIZE);
+        msgpack_sbuffer_destroy(sb);
+        return;
+    }
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", perr_msg());
@@ -468,6 +474,17 @@ static int take_searches(net_server *s, job **out, int max) {
             }
         }
     }
+    /* front ends' SEARCH operations (FIFO), the others keep their place */
+    for (job **pp = &s->task_h, *prev = NULL; n < max && *pp;) {
+        job *j = *pp;
+        if (j->post && j->op == NET_OP_SEARCH) {
+            *pp = j->next;
+            if (s->task_t == j) s->task_t = prev;
+            j->next = NULL;
+            s->queued_total--;
+            out[n++] = j;
+        } else { prev = j; pp = &j->next; }
+    }
     s->running += n;
     return n;
 }
@@ -477,6 +494,16 @@ static int take_searches(net_server *s, job **out, int max) {
 static void requeue(net_server *s, job *j) {
     conn *c = j->c;
     pthread_mutex_lock(&s->mu);
+    if (!c) { /* a front end's operation: back to the head of the task FIFO */
+        j->next = s->task_h;
+        s->task_h = j;
+        if (!s->task_t) s->task_t = j;
+        s->queued_total++;
+        s->running--;
+        pthread_cond_signal(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
     j->next = c->qh;
     c->qh = j;
     if (!c->qt) c->qt = j;
@@ -624,7 +651,7 @@ static void *worker_main(void *arg) {
             perr_clear();
             j->rc = j->run(j->arg);
             complete(s, j);
-        } else if (j->c && j->op == NET_OP_SEARCH && s->o.batch_max > 1 &&
+        } else if ((j->c || j->post) && j->op == NET_OP_SEARCH && s->o.batch_max > 1 &&
             net_vsearch_decode(s->db, j->payload, j->len, &v)) {
             run_batch(s, j, v);
         } else if (run_job(s, j)) {
@@ -1459,20 +1486,8 @@ int net_server_add_frontend(net_server *s, const net_frontend *f) {
     return PERR_OK;
 }
 
-int net_server_submit(net_server *s, net_task_fn run, net_task_done_fn done, void *arg) {
-    if (s->draining) return perr_set(PERR_BUSY, "server shutting down");
-    if (queue_depth(s) >= s->o.max_queue) {
-        pthread_mutex_lock(&s->metrics_mu);
-        s->busy++;
-        pthread_mutex_unlock(&s->metrics_mu);
-        return perr_set(PERR_BUSY, "server busy (%d requests waiting), try again", s->o.max_queue);
-    }
-    job *j = calloc(1, sizeof *j);
-    if (!j) return perr_set(PERR_NOMEM, "queueing a task");
-    j->run = run;
-    j->done = done;
-    j->arg = arg;
-    j->t_recv = uv_hrtime();
+/* Queues a front end's job at the tail of the task FIFO (loop thread). */
+static int task_push(net_server *s, job *j) {
     pthread_mutex_lock(&s->mu);
     if (s->task_t) s->task_t->next = j; else s->task_h = j;
     s->task_t = j;
@@ -1480,6 +1495,46 @@ int net_server_submit(net_server *s, net_task_fn run, net_task_done_fn done, voi
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return PERR_OK;
+}
+
+static int task_admit(net_server *s) {
+    if (s->draining) return perr_set(PERR_BUSY, "server shutting down");
+    if (queue_depth(s) >= s->o.max_queue) {
+        pthread_mutex_lock(&s->metrics_mu);
+        s->busy++;
+        pthread_mutex_unlock(&s->metrics_mu);
+        return perr_set(PERR_BUSY, "server busy (%d requests waiting), try again", s->o.max_queue);
+    }
+    return PERR_OK;
+}
+
+int net_server_submit_op(net_server *s, int op, uint8_t *payload, size_t len, net_op_post_fn post,
+                         net_task_done_fn done, void *arg) {
+    int rc = task_admit(s);
+    job *j = rc ? NULL : calloc(1, sizeof *j);
+    if (!rc && !j) rc = perr_set(PERR_NOMEM, "queueing a request");
+    if (rc) { free(payload); return rc; }
+    j->op = (uint8_t)op;
+    j->buf = payload;
+    j->payload = payload;
+    j->len = len;
+    j->post = post;
+    j->done = done;
+    j->arg = arg;
+    j->t_recv = uv_hrtime();
+    return task_push(s, j);
+}
+
+int net_server_submit(net_server *s, net_task_fn run, net_task_done_fn done, void *arg) {
+    int rc = task_admit(s);
+    if (rc) return rc;
+    job *j = calloc(1, sizeof *j);
+    if (!j) return perr_set(PERR_NOMEM, "queueing a task");
+    j->run = run;
+    j->done = done;
+    j->arg = arg;
+    j->t_recv = uv_hrtime();
+    return task_push(s, j);
 }
 
 int net_server_token_ok(net_server *s, const char *tok, size_t len) {

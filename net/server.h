@@ -73,6 +73,17 @@ typedef void (*net_task_done_fn)(void *arg, int rc);  /* then on the loop thread
  * already wait or the server is draining. */
 int net_server_submit(net_server *s, net_task_fn run, net_task_done_fn done, void *arg);
 
+/* An operation of the binary protocol (NET_OP_*, its MessagePack request
+ * payload, malloc'd and taken in every case) queued like a connection's
+ * request: a SEARCH by vector joins the coalesced batches with the binary
+ * connections' searches. post(arg, rc, resp, len) runs on the worker with the
+ * response payload (rc != 0: resp NULL, the message in perr_msg()); then
+ * done(arg, rc) on the loop thread (PERR_CANCELLED when freed unrun).
+ * PERR_BUSY as net_server_submit. An INGEST waits for its commit. */
+typedef void (*net_op_post_fn)(void *arg, int rc, const uint8_t *resp, size_t len);
+int net_server_submit_op(net_server *s, int op, uint8_t *payload, size_t len, net_op_post_fn post,
+                         net_task_done_fn done, void *arg);
+
 typedef struct net_frontend {
     void (*drain)(void *user);  /* stop accepting; in-flight work still completes */
     void (*stop)(void *user);   /* every task done: close what is left */

@@ -574,6 +574,73 @@ static void test_stop_finishes_running_requests(void) {
     CHECK(inflight_seen);
 }
 
+/* Concurrent HTTP vector searches are coalesced like binary ones (the
+ * server's batch counters grow by more searches than batches) and each
+ * answer is still exactly its single search. */
+typedef struct vs_run { int id; int bad, n; } vs_run;
+static float *vs_queries;
+enum { VS_THREADS = 16, VS_EACH = 25 };
+static void *vs_thread(void *arg) {
+    vs_run *v = arg;
+    eng_query q;
+    eng_query_default(&q);
+    q.k = 3;
+    for (int i = 0; i < VS_EACH; i++) {
+        const float *qv = vs_queries + (size_t)((v->id * VS_EACH + i) % 64) * dim;
+        http_buf b = {0};
+        http_buf_puts(&b, "{\"k\":3,\"vector\":[");
+        for (int d = 0; d < dim; d++) http_buf_printf(&b, d ? ",%.9g" : "%.9g", (double)qv[d]);
+        http_buf_puts(&b, "]}");
+        ht_resp r;
+        eng_results *want = NULL;
+        if (ht_req(S.http_port, "POST", "/search", "application/json", b.p, b.len, NULL, &r) || r.status != 200 ||
+            eng_search_vector(db, qv, dim, &q, &want)) v->bad++;
+        else {
+            const cJSON *hits = cJSON_GetObjectItemCaseSensitive(r.json, "hits");
+            int k = 0;
+            if (cJSON_GetArraySize(hits) != want->n) v->bad++;
+            for (const cJSON *h = hits ? hits->child : NULL; h && k < want->n; h = h->next, k++) {
+                float sc = (float)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "score"));
+                if ((uint64_t)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(h, "id")) != want->hits[k].id ||
+                    memcmp(&sc, &want->hits[k].score, sizeof sc)) v->bad++;
+            }
+            v->n++;
+        }
+        eng_results_free(want);
+        ht_resp_free(&r);
+        http_buf_free(&b);
+    }
+    ht_thread_fini();
+    return NULL;
+}
+
+static double server_counter(const char *name) {
+    ht_resp r;
+    if (req("GET", "/stats", NULL, NULL, 0, &r)) return -1;
+    double v = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r.json, "server"), name));
+    ht_resp_free(&r);
+    return v;
+}
+
+static void test_vector_searches_coalesce(void) {
+    vs_queries = malloc(sizeof(float) * 64 * (size_t)dim);
+    uint64_t x = 12345;
+    for (int i = 0; i < 64 * dim; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; vs_queries[i] = (float)((x >> 11) % 2001) / 1000.0f - 1.0f; }
+    double b0 = server_counter("search_batches"), q0 = server_counter("batched_searches");
+    vs_run runs[VS_THREADS];
+    pthread_t th[VS_THREADS];
+    for (int i = 0; i < VS_THREADS; i++) { runs[i] = (vs_run){i, 0, 0}; pthread_create(&th[i], NULL, vs_thread, &runs[i]); }
+    int bad = 0, n = 0;
+    for (int i = 0; i < VS_THREADS; i++) { pthread_join(th[i], NULL); bad += runs[i].bad; n += runs[i].n; }
+    double b1 = server_counter("search_batches"), q1 = server_counter("batched_searches");
+    CHECK_EQ_INT(n, VS_THREADS * VS_EACH);
+    CHECK_EQ_INT(bad, 0);
+    CHECK(b1 > b0);                 /* batches were formed */
+    CHECK(q1 - q0 > b1 - b0);       /* with more than one search in some */
+    fprintf(stderr, "coalesced: %.0f searches in %.0f batches\n", q1 - q0, b1 - b0);
+    free(vs_queries);
+}
+
 int main(void) {
     setup();
     T_RUN(test_search_text_same_as_binary_and_db);
@@ -585,6 +652,7 @@ int main(void) {
     T_RUN(test_token_and_limits);
     T_RUN(test_tei_and_weaviate);
     T_RUN(test_http2);
+    T_RUN(test_vector_searches_coalesce);
     T_RUN(test_stop_finishes_running_requests);
     teardown();
     return t_done();
