@@ -29,7 +29,7 @@ static const char usage_text[] =
 typedef struct ing_ui {
     int tty, quiet, json;
     double last_line;
-    cJSON *failures;
+    cJSON *failures, *skips;
 } ing_ui;
 
 static volatile int g_cancel;
@@ -37,6 +37,19 @@ static void on_sigint(int s) { (void)s; g_cancel = 1; }
 
 static void on_result(void *user, const eng_file_result *r) {
     ing_ui *ui = user;
+    if (r->outcome == ENG_SKIPPED) { /* a directory already walked: a note, not a failure */
+        if (!ui->quiet) {
+            if (ui->tty) fputs("\r\033[K", stderr);
+            fprintf(stderr, "percept ingest: skipped %s\n", r->reason ? r->reason : r->path);
+        }
+        if (cJSON_GetArraySize(ui->skips) < 10000) {
+            cJSON *f = cJSON_CreateObject();
+            cJSON_AddStringToObject(f, "path", r->path);
+            cJSON_AddStringToObject(f, "reason", r->reason ? r->reason : "");
+            cJSON_AddItemToArray(ui->skips, f);
+        }
+        return;
+    }
     if (r->outcome != ENG_FAILED) return;
     if (!ui->quiet) {
         if (ui->tty) fputs("\r\033[K", stderr);
@@ -140,7 +153,8 @@ static int cmd_ingest(int argc, char **argv) {
     pc_client *pc = NULL;
     rc = a.server ? pc_connect_cli(a.server, a.token_file, &pc) : db_open(&a, 1, 0, &db);
     if (rc) { db_list_free(&labels); db_list_free(&paths); return cli_fail("ingest", rc); }
-    ing_ui ui = {.tty = isatty(2), .quiet = quiet, .json = a.json, .failures = cJSON_CreateArray()};
+    ing_ui ui = {.tty = isatty(2), .quiet = quiet, .json = a.json, .failures = cJSON_CreateArray(),
+                 .skips = cJSON_CreateArray()};
     o.labels = labels.v;
     o.n_labels = labels.n;
     o.meta = meta;
@@ -176,7 +190,7 @@ static int cmd_ingest(int argc, char **argv) {
     if (a.json) {
         cJSON *j = cJSON_CreateObject();
         cJSON_AddBoolToObject(j, "ok", rc == PERR_OK && !strict_failed);
-        cJSON_AddNumberToObject(j, "files", (double)p.done);
+        cJSON_AddNumberToObject(j, "files", (double)(p.done - p.skipped));
         cJSON_AddNumberToObject(j, "added", (double)p.added);
         cJSON_AddNumberToObject(j, "present", (double)p.present);
         cJSON_AddNumberToObject(j, "failed", (double)p.failed);
@@ -186,13 +200,20 @@ static int cmd_ingest(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "video_seconds", p.video_s);
         cJSON_AddNumberToObject(j, "frames", (double)p.frames);
         cJSON_AddItemToObject(j, "failures", ui.failures);
+        cJSON_AddNumberToObject(j, "skipped", (double)p.skipped);
+        cJSON_AddItemToObject(j, "skipped_dirs", ui.skips);
         if (rc || strict_failed) cJSON_AddStringToObject(j, "error", errmsg);
         db_print_json(j);
     } else {
         cJSON_Delete(ui.failures);
-        printf("added %llu, already present %llu, failed %llu (%llu files in %.1f s, %.1f files/s)\n",
-               (unsigned long long)p.added, (unsigned long long)p.present, (unsigned long long)p.failed,
-               (unsigned long long)p.done, p.elapsed_s, rate);
+        cJSON_Delete(ui.skips);
+        char sk[64] = "";
+        if (p.skipped)
+            snprintf(sk, sizeof sk, ", %llu director%s walked already", (unsigned long long)p.skipped,
+                     p.skipped == 1 ? "y" : "ies");
+        printf("added %llu, already present %llu, failed %llu%s (%llu files in %.1f s, %.1f files/s)\n",
+               (unsigned long long)p.added, (unsigned long long)p.present, (unsigned long long)p.failed, sk,
+               (unsigned long long)p.done - p.skipped, p.elapsed_s, rate);
     }
     db_list_free(&labels);
     db_list_free(&paths);

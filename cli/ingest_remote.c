@@ -1,9 +1,8 @@
 /* ingest_remote: uploads files to a percept server, one INGEST each.
  *
- * DESIGN: the walk copies eng_ingest_paths's (stat; a directory is read
- * with scandir in name order, at most 64 deep; anything else is handed
- * over and its reader says what is wrong), so --db and --server ingest the
- * same files in the same order and report the same failures. Owns only
+ * DESIGN: the walk is eng_ingest_paths's own (eng_walk), so --db and
+ * --server ingest the same files in the same order and report the same
+ * failures and skipped directories. Owns only
  * the bytes of the file in flight; never reads a whole directory's files
  * into memory. Not thread-safe (one pc_client).
  */
@@ -11,11 +10,9 @@
 #include "cli/ingest_remote.h"
 #include "common/perr.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -94,34 +91,18 @@ static void upload(up *u, const char *path) {
     progress(u, 0);
 }
 
-static int name_cmp(const struct dirent **a, const struct dirent **b) {
-    return strcmp((*a)->d_name, (*b)->d_name);
-}
+static void walk_file(void *user, const char *path) { upload(user, path); }
+static int walk_stop(void *user) { return stopping(user); }
 
-static void walk(up *u, const char *path, int depth) {
-    if (stopping(u)) return;
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) || !u->o->recursive || depth > 64) {
-        upload(u, path);
-        return;
+static void walk_skip(void *user, const char *path, int code, const char *reason) {
+    up *u = user;
+    u->p.seen++;
+    u->p.done++;
+    u->p.skipped++;
+    if (u->o->on_result) {
+        eng_file_result fr = {path, ENG_SKIPPED, code, reason, 0};
+        u->o->on_result(u->o->user, &fr);
     }
-    struct dirent **ents = NULL;
-    int n = scandir(path, &ents, NULL, name_cmp);
-    if (n < 0) { upload(u, path); return; }
-    for (int i = 0; i < n; i++) {
-        const char *nm = ents[i]->d_name;
-        if (strcmp(nm, ".") && strcmp(nm, "..") && !stopping(u)) {
-            size_t len = strlen(path) + strlen(nm) + 2;
-            char *child = malloc(len);
-            if (child) {
-                snprintf(child, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", nm);
-                walk(u, child, depth + 1);
-                free(child);
-            }
-        }
-        free(ents[i]);
-    }
-    free(ents);
 }
 
 int ingest_remote(pc_client *pc, const char *const *paths, int n, const eng_ingest_opts *o,
@@ -133,20 +114,8 @@ int ingest_remote(pc_client *pc, const char *const *paths, int n, const eng_inge
     u->po = (pc_ingest_opts){o->collection, NULL, o->labels, o->n_labels, o->meta, o->n_meta, o->video};
     u->t0 = u->last_prog = now_s();
     u->p.walking = 1;
-    for (int i = 0; i < n && !stopping(u); i++) {
-        if (!strcmp(paths[i], "-")) {
-            char *line = NULL;
-            size_t cap = 0;
-            ssize_t len;
-            while (!stopping(u) && (len = getline(&line, &cap, stdin)) >= 0) {
-                while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-                if (len > 0) walk(u, line, 0);
-            }
-            free(line);
-        } else {
-            walk(u, paths[i], 0);
-        }
-    }
+    eng_walk_opts wo = {o->recursive, walk_file, walk_skip, walk_stop, u};
+    eng_walk(paths, n, &wo);
     u->p.walking = 0;
     progress(u, 1);
     *out = u->p;

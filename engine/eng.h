@@ -189,6 +189,8 @@ typedef enum {
     ENG_ADDED = 0,        /* stored and searchable; id valid */
     ENG_PRESENT = 1,      /* same bytes already in the collection; id = it */
     ENG_FAILED = 2,       /* not stored; reason says why */
+    ENG_SKIPPED = 3,      /* a directory not entered (already walked); not a
+                             failure; code and reason say why */
 } eng_outcome;
 
 typedef struct eng_file_result {
@@ -201,8 +203,9 @@ typedef struct eng_file_result {
 
 typedef struct eng_progress {
     uint64_t seen;        /* files found so far */
-    uint64_t done;        /* files finished (added + present + failed) */
+    uint64_t done;        /* finished (added + present + failed + skipped) */
     uint64_t added, present, failed;
+    uint64_t skipped;     /* directories not entered again (ENG_SKIPPED) */
     uint64_t bytes;       /* bytes read */
     int walking;          /* 1 while directories are still being walked */
     double elapsed_s;
@@ -274,6 +277,23 @@ void eng_ingest_opts_default(eng_ingest_opts *o);
  * error on the database, model missing); *out gets the final counters. */
 int eng_ingest_paths(eng_db *db, const char *const *paths, int n,
                      const eng_ingest_opts *o, eng_progress *out);
+
+/* The walk of eng_ingest_paths, for callers that ingest elsewhere (the
+ * CLI's upload to a server). Directories recursively (when recursive), in
+ * name order, at most 64 deep, links followed but each directory entered
+ * once (device + inode): one entered again is passed to skip (code
+ * PERR_EXISTS, reason naming the path it was first walked by). Everything
+ * else goes to file, whatever it is (its reader reports what is wrong).
+ * "-" reads paths from stdin, one a line. stop (may be NULL) is polled. */
+typedef struct eng_walk_opts {
+    int recursive;
+    void (*file)(void *user, const char *path);
+    void (*skip)(void *user, const char *path, int code, const char *reason);
+    int (*stop)(void *user);
+    void *user;
+} eng_walk_opts;
+
+void eng_walk(const char *const *paths, int n, const eng_walk_opts *o);
 
 /* One media buffer. *id gets the new or existing id; *outcome ENG_ADDED or
  * ENG_PRESENT (ENG_FAILED with an error). eng_upload_prepare +

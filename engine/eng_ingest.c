@@ -2,8 +2,9 @@
  * vector adds.
  *
  * DESIGN. Four stages joined by bounded queues:
- *   walker (caller's thread): expands paths (directories recursively, in
- *     name order; "-" reads paths from stdin) -> q_path
+ *   walker (caller's thread, eng_walk.c): expands paths (directories
+ *     recursively, in name order, each entered once; "-" reads paths from
+ *     stdin) -> q_path; a directory not entered again -> q_write
  *   decoders (opts.jobs threads): read the file (regular files only, size
  *     limit), SHA-256 it, look the hash up in the collection (already
  *     present: skipped before any decoding), sniff the content, decode and
@@ -43,7 +44,6 @@
 #include "common/perr.h"
 #include "encoder/pe_image.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -508,6 +508,7 @@ static void report(run *r, job *j) {
     if (j->outcome == ENG_ADDED && j->vp) { p->videos++; p->video_s += j->vmeta.duration_s; }
     if (j->outcome == ENG_ADDED) p->added++;
     else if (j->outcome == ENG_PRESENT) p->present++;
+    else if (j->outcome == ENG_SKIPPED) p->skipped++;
     else p->failed++;
     p->done++;
     if (r->o->on_result) {
@@ -745,35 +746,19 @@ static void push_path(run *r, const char *p) {
     q_push(&r->q_path, s);
 }
 
-static int name_cmp(const struct dirent **a, const struct dirent **b) {
-    return strcmp((*a)->d_name, (*b)->d_name);
+/* A directory the walk did not enter: reported by the writer like a file. */
+static void walk_skip(void *user, const char *path, int code, const char *reason) {
+    run *r = user;
+    job *j = calloc(1, sizeof *j);
+    if (!j || !(j->path = strdup(path))) { job_free(j); return; }
+    job_fail(j, code, reason);
+    j->outcome = ENG_SKIPPED;
+    atomic_fetch_add(&r->seen, 1);
+    q_push(&r->q_write, j);
 }
 
-static void walk(run *r, const char *path, int depth) {
-    if (stopping(r)) return;
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode) || !r->o->recursive || depth > 64) {
-        push_path(r, path); /* the decoder reports what is wrong with it */
-        return;
-    }
-    struct dirent **ents = NULL;
-    int n = scandir(path, &ents, NULL, name_cmp);
-    if (n < 0) { push_path(r, path); return; }
-    for (int i = 0; i < n; i++) {
-        const char *nm = ents[i]->d_name;
-        if (strcmp(nm, ".") && strcmp(nm, "..") && !stopping(r)) {
-            size_t len = strlen(path) + strlen(nm) + 2;
-            char *child = malloc(len);
-            if (child) {
-                snprintf(child, len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", nm);
-                walk(r, child, depth + 1);
-                free(child);
-            }
-        }
-        free(ents[i]);
-    }
-    free(ents);
-}
+static void walk_file(void *user, const char *path) { push_path(user, path); }
+static int walk_stop(void *user) { return stopping(user); }
 
 static uint32_t coll_id(eng_db *db, const char *name) {
     pthread_rwlock_rdlock(&db->coll_lock);
@@ -865,20 +850,10 @@ int eng_ingest_paths(eng_db *db, const char *const *paths, int n, const eng_inge
     pthread_create(&enc, NULL, encoder_main, &ea);
     for (int i = 0; i < jobs; i++) pthread_create(&dec[i], NULL, decoder_main, r);
 
-    for (int i = 0; i < n && !stopping(r); i++) {
-        if (!strcmp(paths[i], "-")) {
-            char *line = NULL;
-            size_t cap = 0;
-            ssize_t len;
-            while (!stopping(r) && (len = getline(&line, &cap, stdin)) >= 0) {
-                while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-                if (len > 0) walk(r, line, 0);
-            }
-            free(line);
-        } else {
-            walk(r, paths[i], 0);
-        }
-    }
+    /* The walker runs on the caller's thread; q_write stays open while
+     * it runs (its decoder producers wait for q_path to close). */
+    eng_walk_opts wo = {o->recursive, walk_file, walk_skip, walk_stop, r};
+    eng_walk(paths, n, &wo);
     r->prog.walking = 0;
     q_done(&r->q_path);
     for (int i = 0; i < jobs; i++) pthread_join(dec[i], NULL);
