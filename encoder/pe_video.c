@@ -71,6 +71,10 @@ static const enum AVCodecID k_codecs[] = {
 /* ---- FFmpeg log capture ------------------------------------------------ */
 
 static _Thread_local char tls_avmsg[256];
+/* Errors the decoder being watched (next_frame, this thread) logged: a
+ * decoder can log "LZW decode failed" and still return the frame (GIF:
+ * garbage filled), so a logged error marks the frame corrupt. */
+static _Thread_local pe_video *tls_watch;
 static int g_log_print;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
@@ -94,6 +98,10 @@ static void av_log_capture(void *avcl, int level, const char *fmt, va_list vl) {
         if (cls && cls->item_name) who = cls->item_name(avcl);
     }
     snprintf(tls_avmsg, sizeof tls_avmsg, "%s%s%s", who, *who ? ": " : "", line);
+    if (avcl && tls_watch && avcl == (void *)tls_watch->dec && level <= AV_LOG_ERROR) {
+        tls_watch->dec_errors++;
+        snprintf(tls_watch->dec_msg, sizeof tls_watch->dec_msg, "%s", tls_avmsg);
+    }
 }
 
 static void global_init(void) {
@@ -257,6 +265,19 @@ static int demux_open(pe_video *v) {
         return pe_video_fail(v, PERR_FORMAT, "not a recognised video container");
     const char *fname = ifmt->name;
     size_t fl = strlen(fname);
+    if (!strcmp(fname, "png_pipe")) {
+        /* FFmpeg 5.1's APNG probe gives up on any chunk before acTL that is
+         * longer than its first probe window (a 2.6 kB iCCP profile is
+         * enough), and on a chunk cut short: check the chunks ourselves. */
+        pe_video_check_truncated(v, "apng");
+        if (v->info.truncated) return pe_video_fail(v, PERR_FORMAT, "truncated PNG (%s)", v->info.truncated_why);
+        if (pe_video_png_is_animated(v)) {
+            ifmt = av_find_input_format("apng");
+            if (!ifmt) return pe_video_fail(v, PERR_UNSUPPORTED, "no APNG demuxer in this FFmpeg");
+            fname = ifmt->name;
+            fl = strlen(fname);
+        }
+    }
     if (fl > 5 && !strcmp(fname + fl - 5, "_pipe"))
         return pe_video_fail(v, PERR_UNSUPPORTED, "is a still image (%.*s), not a video",
                              (int)(fl - 5), fname);
@@ -286,6 +307,18 @@ static int demux_open(pe_video *v) {
 
     /* The video stream: attached pictures (cover art of audio files) are
      * not video. */
+    /* Demuxers that make their streams from the first packets (FLV) have
+     * none yet: read them now. */
+    int have_info = 0;
+    if (v->fmt->nb_streams == 0 && (v->fmt->ctx_flags & AVFMTCTX_NOHEADER)) {
+        r = avformat_find_stream_info(v->fmt, NULL);
+        if (r < 0) {
+            if (r == AVERROR_EXIT) return budget_fail(v);
+            return pe_video_fail(v, av_to_perr(r), "cannot read stream parameters: %s",
+                                 av_err(r, eb, sizeof eb));
+        }
+        have_info = 1;
+    }
     int vidx = v->vidx_want;
     if (vidx < 0) {
         int best = av_find_best_stream(v->fmt, AVMEDIA_TYPE_VIDEO, -1, -1, NULL, 0);
@@ -326,7 +359,7 @@ static int demux_open(pe_video *v) {
                              v->st->codecpar->width, v->st->codecpar->height,
                              (long long)v->lim.max_pixels_per_frame);
 
-    r = avformat_find_stream_info(v->fmt, NULL);
+    r = have_info ? 0 : avformat_find_stream_info(v->fmt, NULL);
     if (r < 0) {
         if (r == AVERROR_EXIT) return budget_fail(v);
         return pe_video_fail(v, av_to_perr(r), "cannot read stream parameters: %s",
@@ -379,8 +412,20 @@ static double frame_time(pe_video *v, const AVFrame *f) {
     return t;
 }
 
-/* Decodes the next frame into f: 1 frame, 0 end of stream, < 0 error. */
+/* Decodes the next frame into f: 1 frame, 0 end of stream, < 0 error.
+ * v->frame_corrupt says whether f is corrupt: flagged by the decoder, or
+ * the decoder logged an error since the previous frame (with one decoder
+ * thread, the engine's setting, every message comes through this thread). */
+static int next_frame_watched(pe_video *v, AVFrame *f);
+
 static int next_frame(pe_video *v, AVFrame *f) {
+    tls_watch = v;
+    int r = next_frame_watched(v, f);
+    tls_watch = NULL;
+    return r;
+}
+
+static int next_frame_watched(pe_video *v, AVFrame *f) {
     char eb[128];
     for (;;) {
         int rc = time_left(v);
@@ -390,6 +435,14 @@ static int next_frame(pe_video *v, AVFrame *f) {
             if (++v->info.frames_decoded > v->lim.max_frames_decoded)
                 return pe_video_fail(v, PERR_TOO_LARGE, "decoded more than max_frames_decoded (%d) frames",
                                      v->lim.max_frames_decoded);
+            v->frame_corrupt = (f->flags & AV_FRAME_FLAG_CORRUPT) || f->decode_error_flags ||
+                               v->dec_errors != v->dec_errors_seen;
+            if (v->frame_corrupt) {
+                v->info.frames_corrupt++;
+                snprintf(v->corrupt_msg, sizeof v->corrupt_msg, "%s",
+                         v->dec_errors != v->dec_errors_seen ? v->dec_msg : "flagged corrupt by the decoder");
+            }
+            v->dec_errors_seen = v->dec_errors;
             return 1;
         }
         if (r == AVERROR_EOF) {
@@ -487,6 +540,7 @@ static int decode_until(pe_video *v, double t) {
             av_frame_unref(v->prev);
             av_frame_move_ref(v->prev, v->pending);
             v->prev_t = v->pending_t;
+            v->prev_corrupt = v->pending_corrupt;
             v->have_prev = 1;
             v->have_pending = 0;
         }
@@ -495,6 +549,7 @@ static int decode_until(pe_video *v, double t) {
         if (r < 0) return r;
         if (r == 0) return PERR_OK;
         v->pending_t = frame_time(v, v->pending);
+        v->pending_corrupt = v->frame_corrupt;
         v->have_pending = 1;
     }
 }
@@ -687,6 +742,10 @@ static int measure_from_index(pe_video *v, int64_t *last, int64_t *gap) {
         const AVIndexEntry *e = avformat_index_get_entry(v->st, i);
         if (!e || (e->flags & AVINDEX_DISCARD_FRAME)) continue;
         if (e->pos < 0 || e->pos + e->size > v->size) {
+            if (!v->info.truncated)
+                snprintf(v->info.truncated_why, sizeof v->info.truncated_why,
+                         "its index lists a frame at byte %lld, past the end of the data (%lld bytes)",
+                         (long long)e->pos, (long long)v->size);
             v->info.truncated = 1;
             continue;
         }
@@ -856,7 +915,11 @@ static void name_container(pe_video *v, const uint8_t *head, size_t n) {
 static int open_common(pe_video *v) {
     uint8_t head[64];
     size_t hn = peek_head(v, head, sizeof head);
-    if (pe_video_is_webp(head, hn)) return pe_video_webp_open(v);
+    if (pe_video_is_webp(head, hn)) {
+        int rc = pe_video_webp_open(v);
+        if (rc == PERR_OK) pe_video_check_truncated(v, "webp");
+        return rc;
+    }
 
     unsigned char *iobuf = av_malloc(IO_BUF_SIZE);
     if (!iobuf) return perr_set(PERR_NOMEM, "%s: I/O buffer", v->label);
@@ -877,6 +940,7 @@ static int open_common(pe_video *v) {
     snprintf(v->info.codec, sizeof v->info.codec, "%s", avcodec_get_name(v->st->codecpar->codec_id));
     name_container(v, head, hn);
     v->info.rotation = display_rotation(v->st);
+    pe_video_check_truncated(v, v->fmt->iformat->name);
 
     if ((rc = measure(v))) return rc;
 
@@ -886,6 +950,9 @@ static int open_common(pe_video *v) {
     if (!v->have_pending)
         return pe_video_fail(v, v->read_error ? PERR_FORMAT : PERR_DECODE,
                              "no video frame could be decoded");
+    if (v->pending_corrupt)
+        return perr_set(PERR_DECODE, "%s: corrupt video: the first frame did not decode cleanly (ffmpeg: %s)",
+                        v->label, v->corrupt_msg);
     AVRational sar = v->pending->sample_aspect_ratio.num ? v->pending->sample_aspect_ratio
                                                          : v->st->codecpar->sample_aspect_ratio;
     pe_video_display_size(v->pending->width, v->pending->height, sar, v->info.rotation, 0,
@@ -1030,6 +1097,13 @@ int pe_video_sample(pe_video *v, const double *times, int n, int max_side, pe_fr
         if ((rc = advance_to(v, t))) break;
         const AVFrame *f = v->have_prev ? v->prev : v->pending;
         double ft = v->have_prev ? v->prev_t : v->pending_t;
+        /* A corrupt frame (garbage or concealment filled) would give a
+         * vector of garbage: refused, as a corrupt image is. */
+        if (v->have_prev ? v->prev_corrupt : v->pending_corrupt) {
+            rc = perr_set(PERR_DECODE, "%s: corrupt video: the frame at %.3f s did not decode cleanly (ffmpeg: %s)",
+                          v->label, ft, v->corrupt_msg);
+            break;
+        }
         rc = deliver(v, f, ft, i, max_side, fn, user);
     }
     free(order);

@@ -47,7 +47,13 @@ typedef struct pe_video_info {
     char container[32];        /* "mp4", "webm", "matroska", "mov", "gif", "webp", ... */
     int64_t frames_decoded;    /* so far, by this handle */
     int rotation;              /* clockwise degrees applied to frames: 0/90/180/270 */
-    int truncated;             /* the index points past the end of the data */
+    /* The data ends before the container says it does (an index entry, a
+     * box, element, chunk, page or packet size past the end of the input;
+     * see docs/video.md "Truncation"). The engine refuses such a video. */
+    int truncated;
+    char truncated_why[160];   /* what showed it, for messages ("" if not) */
+    int64_t frames_corrupt;    /* decoded frames the decoder flagged or logged
+                                  an error for; a sampled one fails sampling */
 } pe_video_info;
 
 typedef struct pe_video pe_video;

@@ -41,6 +41,12 @@ struct pe_video {
     struct AVFrame *prev;      /* the last frame at or before the target */
     struct AVFrame *pending;   /* the first frame after it, already decoded */
     int have_prev, have_pending;
+    int prev_corrupt, pending_corrupt; /* see next_frame */
+    int frame_corrupt;         /* the frame next_frame returned last */
+    unsigned dec_errors;       /* errors the decoder logged (see next_frame) */
+    unsigned dec_errors_seen;  /* ... up to the last frame returned */
+    char dec_msg[256];         /* the last of them */
+    char corrupt_msg[256];     /* why the last corrupt frame is */
     double prev_t, pending_t;  /* their times, seconds from origin */
     double floor_t;            /* where the current decode run started */
     double last_frame_t;       /* last decoded frame's time (for NOPTS frames) */
@@ -69,6 +75,13 @@ void pe_video_display_size(int w, int h, AVRational sar, int rot, int max_side, 
                            int *oh);
 void pe_video_rotate_rgb(const uint8_t *src, int w, int h, size_t sstride, int rot,
                          uint8_t *dst);
+
+/* Sets info.truncated (and truncated_why) when the input's container
+ * structure (format: the AVInputFormat name, or "webp") runs past its end;
+ * pe_video_trunc.c. */
+void pe_video_check_truncated(pe_video *v, const char *format);
+/* 1 when the PNG input has an acTL chunk before its first IDAT (APNG). */
+int pe_video_png_is_animated(pe_video *v);
 
 /* RIFF....WEBP */
 int pe_video_is_webp(const uint8_t *head, size_t n);

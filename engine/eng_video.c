@@ -100,8 +100,8 @@ int eng_vplan_open(eng_db *db, const eng_video_opts *o, const char *path, void *
     p->info = *pe_video_info_get(p->v);
     if (p->info.truncated) {
         /* Storing what is there would store a video cut short as if whole. */
-        rc = perr_set(PERR_FORMAT, "%s: truncated video (its index points past the end of the data; %.1f s of frames present)",
-                      path ? path : "video", p->info.duration);
+        rc = perr_set(PERR_FORMAT, "%s: truncated %s video (%s; %.1f s of frames present): not stored",
+                      path ? path : "video", p->info.container, p->info.truncated_why, p->info.duration);
         goto fail;
     }
     if (!(p->info.duration > 0)) {
