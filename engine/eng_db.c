@@ -814,6 +814,13 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
     pe_model *given = NULL;
 
     if (o->create && !o->read_only) {
+        /* Load the model before creating anything: a kill while a large
+         * model loads would otherwise leave a database without its model
+         * (recorded right after the environment is created). */
+        if (o->model_path) {
+            rc = load_model(db, o->model_path, &given);
+            if (rc) goto fail;
+        }
         rc = ensure_dir(dir);
         if (rc) goto fail;
     }
@@ -848,7 +855,7 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
     rc = read_engine_file(db);
     if (rc) goto fail;
 
-    if (o->model_path) {
+    if (o->model_path && !given) {
         rc = load_model(db, o->model_path, &given);
         if (rc) goto fail;
     }
@@ -864,11 +871,16 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
         snprintf(info.model_name, sizeof info.model_name, "none");
     }
     if (info.dim == 0) { /* a new database: record the model */
-        if (!given) {
-            rc = perr_set(PERR_INVALID, "database %s has no model yet: pass the model (--model FILE) to create it", dir);
+        /* Only an interrupted creation leaves this state: the environment
+         * is created and the model recorded right after it, before
+         * anything else can be stored. */
+        if (!given || o->read_only) {
+            rc = perr_set(PERR_INVALID,
+                "database %s was not finished: its creation was interrupted before the model was recorded "
+                "(nothing is stored in it); finish it with `percept ingest --db %s --model FILE PATH...` "
+                "(the model it is to be built with), or remove the directory", dir, dir);
             goto fail;
         }
-        if (o->read_only) { rc = perr_set(PERR_INVALID, "database %s is empty (open it writable to create it)", dir); goto fail; }
         const pe_config *c = pe_model_config(given);
         st_txn *w;
         rc = st_txn_begin(db->st, 1, &w);
@@ -902,6 +914,20 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
     }
     rc = load_collections(db);
     if (rc) goto fail;
+    /* Changes an index file does not cover (its writer was killed before
+     * saving) are replayed in memory by every open. A reader cannot save
+     * them, so the first writer to open saves them at once rather than at
+     * its close: a writer killed again, or a long-running server, would
+     * otherwise leave every reader replaying (docs/design.md). */
+    if (!o->read_only) {
+        int dirty = 0;
+        for (int i = 0; i < db->n_colls; i++) dirty |= db->colls[i].unsaved != 0;
+        if (dirty && eng_checkpoint(db) != PERR_OK) {
+            fprintf(stderr, "percept: %s: saving the caught-up indexes failed (%s); they are saved at close\n",
+                    dir, perr_msg());
+            perr_clear();
+        }
+    }
     *out = db;
     return PERR_OK;
 fail:

@@ -22,7 +22,7 @@ void crash_check_db(const char *dbdir, const char *vocab_path, int save_every, u
      * LMDB there without the model recorded; the next run creates it):
      * nothing was acknowledged, nothing to check. Seen under load 20, where
      * a child took longer to start than the first kill moments. */
-    if (*n == 0 && ((orc == PERR_INVALID && strstr(perr_msg(), "no model yet")) ||
+    if (*n == 0 && ((orc == PERR_INVALID && strstr(perr_msg(), "creation was interrupted")) ||
                     (orc == PERR_NOT_FOUND && strstr(perr_msg(), "no percept database")))) {
         perr_clear();
         return;
