@@ -3,8 +3,11 @@
 #include "cli/cli.h"
 #include "common/perr.h"
 
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CLI_MAX_COMMANDS 64
@@ -93,9 +96,67 @@ static void usage(FILE *f) {
  * time to open a large database (measured on a 2 GB index: 12 s -> 3 s).
  * glibc's hugetlb tunable makes malloc madvise its large mappings for
  * transparent huge pages; tunables are read at start-up only, so set it and
- * re-execute once. An explicit GLIBC_TUNABLES is left alone. */
-static void enable_malloc_thp(char **argv) {
+ * re-execute once. The re-exec costs a second start of the process, so it
+ * is done only when it can pay: a --db command (not --server, not --help)
+ * whose index folder holds a FAISS-layout file of at least
+ * PERCEPT_THP_MIN_BYTES (default 32 MiB, where the page faults saved
+ * outweigh the second start). An explicit GLIBC_TUNABLES is left alone;
+ * PERCEPT_REEXEC_LOG=1 says on stderr what was decided and why. */
+#define THP_MIN_BYTES_DEFAULT ((long long)32 << 20)
+
+/* The largest index file under <db>/index read into malloc'd memory (not a
+ * raw Flat file, which is mapped in place); its size in *bytes, 0 if none. */
+static void largest_read_index(const char *db, char *name, size_t cap, long long *bytes) {
+    *bytes = 0;
+    name[0] = 0;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/index", db);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char p[8192];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (stat(p, &sb) != 0 || !S_ISREG(sb.st_mode) || (long long)sb.st_size <= *bytes) continue;
+        /* header: magic "PCPTIDX1", version, dim, seq, flags (bit 1: raw Flat) */
+        unsigned char h[28];
+        FILE *f = fopen(p, "rb");
+        size_t n = f ? fread(h, 1, sizeof h, f) : 0;
+        if (f) fclose(f);
+        if (n == sizeof h && !memcmp(h, "PCPTIDX1", 8) && (h[24] & 2)) continue;
+        *bytes = (long long)sb.st_size;
+        snprintf(name, cap, "%s", p);
+    }
+    closedir(d);
+}
+
+static void enable_malloc_thp(int argc, char **argv) {
     if (getenv("GLIBC_TUNABLES") || getenv("PERCEPT_NO_REEXEC")) return;
+    const char *log = getenv("PERCEPT_REEXEC_LOG");
+    int verbose = log && *log && strcmp(log, "0");
+    const char *db = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--server") || !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            if (verbose) fprintf(stderr, "percept: no re-exec (%s)\n", argv[i]);
+            return;
+        }
+        if (!strcmp(argv[i], "--db") && i + 1 < argc) db = argv[i + 1];
+    }
+    if (!db) {
+        if (verbose) fprintf(stderr, "percept: no re-exec (no --db)\n");
+        return;
+    }
+    long long min = THP_MIN_BYTES_DEFAULT, bytes = 0;
+    const char *m = getenv("PERCEPT_THP_MIN_BYTES");
+    if (m && *m) min = atoll(m);
+    char name[8192];
+    largest_read_index(db, name, sizeof name, &bytes);
+    if (bytes < min || bytes == 0) {
+        if (verbose) fprintf(stderr, "percept: no re-exec (no FAISS-layout index of %lld bytes or more in %s/index)\n", min, db);
+        return;
+    }
+    if (verbose) fprintf(stderr, "percept: re-exec with glibc.malloc.hugetlb=1 (%s: %lld bytes)\n", name, bytes);
     setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1", 1);
     setenv("PERCEPT_NO_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);
@@ -103,7 +164,7 @@ static void enable_malloc_thp(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    enable_malloc_thp(argv);
+    enable_malloc_thp(argc, argv);
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_ERROR : CLI_OK;
