@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef PERCEPT_DEFAULT_FIXTURES
@@ -117,4 +118,45 @@ int t_write_file(const char *path, const void *data, size_t len) {
     if (!f) return -1;
     size_t w = fwrite(data, 1, len, f);
     return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+int t_cmd(char **out, char **err, const char *fmt, ...) {
+    char cmd[16384], full[20000], ef[4096] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    if (err) {
+        const char *td = getenv("TMPDIR");
+        snprintf(ef, sizeof ef, "%s/percept-t-cmd-XXXXXX", td && *td ? td : "/tmp");
+        int fd = mkstemp(ef);
+        if (fd < 0) return -1;
+        close(fd);
+        snprintf(full, sizeof full, "(%s) 2>'%s'", cmd, ef);
+    } else {
+        snprintf(full, sizeof full, "%s", cmd);
+    }
+    FILE *f = popen(full, "r");
+    if (!f) { if (err) unlink(ef); return -1; }
+    size_t cap = 65536, len = 0, n;
+    char *buf = malloc(cap);
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 4096) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) break;
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (buf) buf[len] = 0;
+    int st = pclose(f);
+    if (out) *out = buf; else free(buf);
+    if (err) {
+        size_t el = 0;
+        char *e = t_read_file(ef, &el);
+        *err = e ? e : strdup("");
+        unlink(ef);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -56,5 +56,9 @@ char *t_tmpdir(const char *tag);
 void t_rmtree(const char *path);
 /* Writes len bytes to path; 0 on success. */
 int t_write_file(const char *path, const void *data, size_t len);
+/* Runs a shell command. *out gets its stdout, *err its stderr (each may be
+ * NULL: stdout is then discarded, stderr left to the test's); caller frees.
+ * Returns the exit status (-1 when it did not exit). */
+int t_cmd(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif
