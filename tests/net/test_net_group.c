@@ -161,7 +161,10 @@ static void test_concurrent_uploads(void) {
     /* P.n stored, 3 "present" of the shared photo (the ones not found by
      * prepare's lookup went through the committer), 4 refused */
     CHECK(st.uploads_grouped >= (uint64_t)P.n + NC);
-    CHECK(st.upload_groups < st.uploads_grouped);
+    /* Whether uploads meet in one transaction depends on timing: on a quiet
+     * machine a commit is cheap and each upload may commit alone (seen:
+     * 46 in 46). Groups of several are formed on purpose in test_eng_group. */
+    CHECK(st.upload_groups >= 1 && st.upload_groups <= st.uploads_grouped);
 
     /* pipelined uploads: all answered, in any order, each after its commit */
     int fd = pipeline(s.port, "piped", 0, 8);
