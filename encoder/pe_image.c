@@ -1253,6 +1253,9 @@ int pe_image_thumbnail_rgb(const uint8_t *rgb, int w, int h, size_t stride,
     if (rc) return rc;
     if (!rgb || w < 1 || h < 1 || stride < (size_t)w * 3)
         return perr_set(PERR_INVALID, "RGB frame %dx%d with stride %zu", w, h, stride);
+    /* A video's frames may be the process's first use of libvips, from
+     * several decoder threads at once: its lazy start is not thread-safe. */
+    if ((rc = pe_image_init())) return rc;
     int tw, th;
     thumb_dims(w, h, to->max_side, &tw, &th);
     resizer r;

@@ -15,11 +15,11 @@
  * libvips print (its error buffer is copied into our message).
  */
 #include "encoder/pe_video_int.h"
+#include "encoder/pe_image.h"
 
 #include "common/perr.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -35,11 +35,6 @@ struct pe_video_webp {
     double *start;         /* frame start times, seconds */
     int next_page;         /* first page not yet read by img's pipeline */
 };
-
-static pthread_once_t g_vips_once = PTHREAD_ONCE_INIT;
-static int g_vips_ok;
-
-static void vips_once(void) { g_vips_ok = VIPS_INIT("percept") == 0; }
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -95,13 +90,13 @@ int pe_video_webp_open(pe_video *v) {
     if (hn < 21 || memcmp(head + 12, "VP8X", 4) || !(head[20] & 0x02))
         return pe_video_fail(v, PERR_UNSUPPORTED, "is a still image (webp), not a video");
 
-    pthread_once(&g_vips_once, vips_once);
-    if (!g_vips_ok) return perr_set(PERR_INTERNAL, "%s: libvips failed to initialise", v->label);
+    /* The one start of libvips (untrusted loaders blocked, no cache). */
+    int rc = pe_image_init();
+    if (rc) return perr_prefix(rc, "%s", v->label);
     v->webp = calloc(1, sizeof *v->webp);
     if (!v->webp) return perr_set(PERR_NOMEM, "%s: webp state", v->label);
     pe_video_webp *w = v->webp;
-    int rc = load_pages(v);
-    if (rc) return rc;
+    if ((rc = load_pages(v))) return rc;
 
     w->w = w->img->Xsize;
     w->page_h = vips_image_get_page_height(w->img);
