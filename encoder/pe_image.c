@@ -27,6 +27,7 @@
  */
 #define _GNU_SOURCE
 #include "encoder/pe_image.h"
+#include "encoder/pe_cpu.h"
 
 #include "common/perr.h"
 
@@ -587,8 +588,9 @@ static inline uint8_t clip8(int32_t v) {
     return (uint8_t)(v >> PREC_BITS);
 }
 
-/* One row, b interleaved bands: in[a->in * b] -> out[a->out * b]. */
-static void hpass(const axis *a, const uint8_t *in, uint8_t *out, int b) {
+/* One row, b interleaved bands: in[a->in * b] -> out[a->out * b]. An AVX2
+ * copy is picked at run time on CPUs that have it (PE_CLONES_AVX2). */
+PE_CLONES_AVX2 static void hpass(const axis *a, const uint8_t *in, uint8_t *out, int b) {
     for (int xx = 0; xx < a->out; xx++) {
         const int32_t *k = a->k + (size_t)xx * a->ksize;
         const uint8_t *p = in + (size_t)a->lo[xx] * b;
@@ -683,7 +685,7 @@ static void rs_finish_row(resizer *r, int yy) {
 }
 
 /* Feeds source row y (rows must come in order 0..H-1). */
-static void rs_feed(resizer *r, int y, const uint8_t *row) {
+PE_CLONES_AVX2 static void rs_feed(resizer *r, int y, const uint8_t *row) {
     /* open output rows whose window starts at or before y */
     while (r->next_open < r->OH && r->vy.lo[r->next_open] <= y) {
         int32_t *a = r->acc + (size_t)(r->next_open % r->nslot) * r->row_len;

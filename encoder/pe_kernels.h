@@ -3,9 +3,10 @@
  *
  * Every vectorized kernel has a plain scalar reference (`*_ref`) next to
  * it; tests/encoder_conformance/test_pe_kernels.c checks one against the
- * other. Without AVX2 (PERCEPT_AVX2 unset at build time) the fast entry
- * points are the references themselves. All functions are pure and
- * thread-safe; matrices are row-major with explicit leading dimensions.
+ * other at every instruction-set level the machine has. The entry points
+ * choose AVX-512, AVX2 or C at run time (pe_cpu.h; PERCEPT_MAX_ISA caps
+ * the level). All functions are pure and thread-safe; matrices are
+ * row-major with explicit leading dimensions.
  */
 #ifndef PERCEPT_PE_KERNELS_H
 #define PERCEPT_PE_KERNELS_H
@@ -37,6 +38,10 @@ void pe_gemm_nt_ref(int M, int N, int K, const float *A, int lda, const float *W
 /* y[i] += b[i] over `rows` rows of n values (leading dimension ld). */
 void pe_add_bias(float *y, int rows, int n, int ld, const float *b);
 
+/* x[i] += gamma[i] * y[i] (LayerScale), or x[i] += y[i] when gamma is NULL. */
+void pe_residual(float *x, const float *y, const float *gamma, int n);
+void pe_residual_ref(float *x, const float *y, const float *gamma, int n);
+
 /* y = (x - mean) / sqrt(var + eps) * g + b over d values (biased var). */
 void pe_layernorm(const float *x, float *y, int d, const float *g, const float *b, float eps);
 void pe_layernorm_ref(const float *x, float *y, int d, const float *g, const float *b, float eps);
@@ -55,6 +60,7 @@ float pe_softmax_exp_ref(float *x, int n);
 /* Rotates `npairs` adjacent pairs (v[2i], v[2i+1]) by the angle whose
  * cosine and sine are c[i], s[i]: (u c - w s, w c + u s). */
 void pe_rope(float *v, const float *c, const float *s, int npairs);
+void pe_rope_ref(float *v, const float *c, const float *s, int npairs);
 
 /* Softmax attention for one head: O[i] = softmax(Q[i] . K^T) . V for nq
  * query rows (Q already scaled by 1/sqrt(hd)). K and V are first packed
@@ -67,6 +73,22 @@ void pe_attn_pack(int T, int hd, const float *K, int ldk, const float *V, int ld
 void pe_attn_rows(int nq, int T, int hd, const float *Q, int ldq, const float *scratch, float *O, int ldo);
 void pe_attn_ref(int nq, int T, int hd, const float *Q, int ldq, const float *K, int ldk, const float *V,
                  int ldv, float *O, int ldo);
+
+/* bf16 attention (the bf16 precision): Q, K, V rounded to bf16 (nearest
+ * even), S = Q.K^T with vdpbf16ps and fp32 accumulation, softmax in fp32,
+ * the probabilities rounded to bf16 for P.V (fp32 accumulation), 1/sum in
+ * fp32. Same calling pattern and scratch size as the fp32 kernel
+ * (pe_attn_scratch); pe_attn_bf16_ok(hd): native AVX512_BF16 at the
+ * current level and hd % 16 == 0 (elsewhere pe_attn_rows_bf16 runs the
+ * same arithmetic in slow C: use the fp32 kernel). pe_attn_ref_bf16: the
+ * same roundings, products and sums in float64. */
+int pe_attn_bf16_ok(int hd);
+void pe_attn_pack_bf16(int T, int hd, const float *K, int ldk, const float *V, int ldv, float *scratch);
+void pe_attn_rows_bf16(int nq, int T, int hd, const float *Q, int ldq, const float *scratch, float *O, int ldo);
+void pe_attn_ref_bf16(int nq, int T, int hd, const float *Q, int ldq, const float *K, int ldk, const float *V,
+                      int ldv, float *O, int ldo);
+/* x rounded to the nearest bf16 (ties to even), as a float. */
+float pe_bf16_round(float x);
 
 /* y[i] = x[i] * s */
 void pe_scale(float *x, size_t n, float s);

@@ -57,14 +57,7 @@ static void ln_rows(float *x, float *y, int rows, int d, const pe_ln *ln) {
 }
 
 static void add_rows(float *x, const float *y, const float *gamma, size_t rows, int d) {
-    for (size_t r = 0; r < rows; r++) {
-        float *xr = x + r * d;
-        const float *yr = y + r * d;
-        if (gamma)
-            for (int i = 0; i < d; i++) xr[i] += gamma[i] * yr[i];
-        else
-            for (int i = 0; i < d; i++) xr[i] += yr[i];
-    }
+    for (size_t r = 0; r < rows; r++) pe_residual(x + r * d, y + r * d, gamma, d);
 }
 
 int pe_text_forward(pe_ctx *c, const int32_t *ids, int n, float *out) {

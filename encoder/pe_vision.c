@@ -97,11 +97,7 @@ static void embed_task(void *arg, int b, int thread) {
     int W = j->W;
     float *x = j->c->vx + (size_t)b * j->T * W;
     if (m->v.cls) memcpy(x, m->v.cls, W * sizeof(float));
-    for (int t = 0; t < j->T; t++) {
-        float *row = x + (size_t)t * W;
-        const float *pe = j->posemb + (size_t)t * W;
-        for (int i = 0; i < W; i++) row[i] += pe[i];
-    }
+    for (int t = 0; t < j->T; t++) pe_residual(x + (size_t)t * W, j->posemb + (size_t)t * W, NULL, W);
 }
 
 static void ln_rows_task(void *arg, int task, int thread) {
@@ -184,13 +180,6 @@ static void attn_task(void *arg, int task, int thread) {
     }
 }
 
-static void residual(float *x, const float *y, const float *gamma, int n) {
-    if (gamma)
-        for (int i = 0; i < n; i++) x[i] += gamma[i] * y[i];
-    else
-        for (int i = 0; i < n; i++) x[i] += y[i];
-}
-
 /* C: out_proj, residual, ln_2, MLP, residual. */
 static void mlp_task(void *arg, int task, int thread) {
     vjob *j = arg;
@@ -205,14 +194,14 @@ static void mlp_task(void *arg, int task, int thread) {
     float *x = j->c->vx + (size_t)r0 * W;
     pe_linear(rb, W, W, j->c->vattn + (size_t)r0 * W, W, bl->out.w, bl->out.b, a, W);
     copy_item0_rows(j->tr_attn, a, r0, r1, T, W, W);
-    for (int r = 0; r < rb; r++) residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls1, W);
+    for (int r = 0; r < rb; r++) pe_residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls1, W);
     for (int r = 0; r < rb; r++)
         pe_layernorm(x + (size_t)r * W, a + (size_t)r * W, W, bl->ln2.g, bl->ln2.b, PE_LN_EPS);
     pe_linear(rb, F, W, a, W, bl->fc.w, bl->fc.b, hid, F);
     pe_gelu(hid, (size_t)rb * F);
     pe_linear(rb, W, F, hid, F, bl->proj.w, bl->proj.b, a, W);
     copy_item0_rows(j->tr_mlp, a, r0, r1, T, W, W);
-    for (int r = 0; r < rb; r++) residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls2, W);
+    for (int r = 0; r < rb; r++) pe_residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls2, W);
 }
 
 /* ------------------------------------------------------ attention pool */

@@ -7,6 +7,7 @@
  */
 #include "common/perr.h"
 #include "encoder/pe.h"
+#include "encoder/pe_cpu.h"
 #include "encoder/pe_image.h"
 #include "tests/common/testlib.h"
 
@@ -558,6 +559,8 @@ static void test_missing_file(void) {
 }
 
 int main(void) {
+    printf("encoder kernels at %s (PERCEPT_MAX_ISA=%s)\n", pe_cpu_describe(),
+           getenv("PERCEPT_MAX_ISA") ? getenv("PERCEPT_MAX_ISA") : "unset");
     model = load(PE_TEST_MODEL);
     if (!model) return 1;
     T_RUN(test_model_info);

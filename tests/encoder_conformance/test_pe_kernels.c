@@ -1,6 +1,9 @@
-/* The encoder's vectorized kernels against their scalar references, and
- * the thread pool. Bounds are stated per kernel and printed. */
+/* The encoder's vectorized kernels against their scalar references at
+ * every instruction-set level this machine has (AVX-512, AVX2, C, forced
+ * through pe_cpu_force_isa), and the thread pool. Bounds are stated per
+ * kernel and printed. */
 #include "common/perr.h"
+#include "encoder/pe_cpu.h"
 #include "encoder/pe_kernels.h"
 #include "encoder/pe_threads.h"
 #include "tests/common/testlib.h"
@@ -148,39 +151,112 @@ static void test_rope(void) {
         CHECK(fabsf(w[2 * i + 1] - (x * c[i] + u * s[i])) < 1e-6f);
     }
     CHECK(w[0] == 1 && w[1] == 2); /* angle 0: unchanged */
+    /* every pair count up to 40 (vector bodies and tails), against the
+     * reference; one rounding of a product-sum, so a few ulp */
+    float a[80], b[80], cc[40], ss[40];
+    for (int n = 1; n <= 40; n++) {
+        for (int i = 0; i < n; i++) {
+            float t = frand(-10, 10);
+            cc[i] = cosf(t);
+            ss[i] = sinf(t);
+        }
+        for (int i = 0; i < 80; i++) a[i] = b[i] = frand(-3, 3);
+        pe_rope(a, cc, ss, n);
+        pe_rope_ref(b, cc, ss, n);
+        for (int i = 0; i < 80; i++) {
+            double e = fabs((double)a[i] - b[i]);
+            if (i >= 2 * n && e != 0) t_fail(__FILE__, __LINE__, "rope n=%d wrote past the pairs at %d", n, i);
+            if (!(e <= 2e-6)) { t_fail(__FILE__, __LINE__, "rope n=%d [%d]: %.9g vs %.9g", n, i, a[i], b[i]); break; }
+        }
+    }
+}
+
+static void test_residual(void) {
+    float x1[70], x2[70], y[70], g[70];
+    for (int n = 1; n <= 67; n++)
+        for (int with_g = 0; with_g < 2; with_g++) {
+            for (int i = 0; i < 70; i++) {
+                x1[i] = x2[i] = frand(-5, 5);
+                y[i] = frand(-5, 5);
+                g[i] = frand(-1, 1);
+            }
+            pe_residual(x1, y, with_g ? g : NULL, n);
+            pe_residual_ref(x2, y, with_g ? g : NULL, n);
+            /* x + y is exact in both; x + g*y is one fused or two rounded
+             * operations: within an ulp of the result */
+            for (int i = 0; i < 70; i++) {
+                double e = fabs((double)x1[i] - x2[i]);
+                if (i >= n && e != 0) t_fail(__FILE__, __LINE__, "residual n=%d wrote past the end at %d", n, i);
+                if (!(e <= (with_g ? 1.2e-6 * fmax(1.0, fabs(x2[i])) : 0))) {
+                    t_fail(__FILE__, __LINE__, "residual n=%d gamma=%d [%d]: %.9g vs %.9g", n, with_g, i, x1[i], x2[i]);
+                    break;
+                }
+            }
+        }
 }
 
 static void test_attention(void) {
-    int Ts[] = {1, 5, 16, 17, 197, 577};
-    int hds[] = {16, 32, 64, 96};
-    double worst = 0;
+    int Ts[] = {1, 5, 16, 17, 63, 64, 65, 197, 577};
+    int hds[] = {16, 32, 48, 64, 80, 96, 128};
+    double worst = 0, worst_bf = 0, bf_vs_fp32 = 0;
+    int ran = 0, ran_bf = 0;
     for (size_t a = 0; a < sizeof Ts / sizeof Ts[0]; a++)
         for (size_t b = 0; b < sizeof hds / sizeof hds[0]; b++) {
             int T = Ts[a], hd = hds[b], ld = 3 * hd + 5; /* q|k|v interleaved like the qkv buffer */
-            if (!pe_attn_fast_ok(hd)) continue;
             float *qkv = malloc((size_t)T * ld * sizeof(float));
             float *o1 = malloc((size_t)T * hd * sizeof(float)), *o2 = malloc((size_t)T * hd * sizeof(float));
+            float *o3 = malloc((size_t)T * hd * sizeof(float));
             float *scr = malloc(pe_attn_scratch(T, hd) * sizeof(float));
             /* q pre-scaled by 1/sqrt(hd) as the towers do: scores of a few units */
             for (int t = 0; t < T; t++)
                 for (int e = 0; e < ld; e++)
                     qkv[(size_t)t * ld + e] = frand(-1.5f, 1.5f) * (e < hd ? 1.0f / sqrtf((float)hd) : 1.0f);
+            pe_attn_ref(T, T, hd, qkv, ld, qkv + hd, ld, qkv + 2 * hd, ld, o2, hd);
+            /* the packed kernel of this level (the C version at the scalar
+             * level, which the towers do not use but must stay correct) */
             pe_attn_pack(T, hd, qkv + hd, ld, qkv + 2 * hd, ld, scr);
             /* all rows, in two uneven calls (any query range works) */
             int split = T / 3;
             pe_attn_rows(split, T, hd, qkv, ld, scr, o1, hd);
             pe_attn_rows(T - split, T, hd, qkv + (size_t)split * ld, ld, scr, o1 + (size_t)split * hd, hd);
-            pe_attn_ref(T, T, hd, qkv, ld, qkv + hd, ld, qkv + 2 * hd, ld, o2, hd);
             double d = t_rel_maxdiff(o1, o2, (size_t)T * hd);
             if (d > worst) worst = d;
+            ran++;
             if (!(d <= 2e-6)) t_fail(__FILE__, __LINE__, "attention T=%d hd=%d: max rel diff %.3g", T, hd, d);
+            /* a row's result does not depend on its neighbours in the call */
+            if (T >= 7) {
+                float one[128];
+                pe_attn_rows(1, T, hd, qkv + 4 * (size_t)ld, ld, scr, one, hd);
+                if (memcmp(one, o1 + 4 * (size_t)hd, hd * sizeof(float)))
+                    t_fail(__FILE__, __LINE__, "attention T=%d hd=%d: row 4 alone differs from row 4 in a block", T, hd);
+            }
+            /* bf16: against the same roundings in float64 (tight), and
+             * against fp32 (the precision it gives up, reported) */
+            if (T <= 197 || hd == 64) {
+                pe_attn_pack_bf16(T, hd, qkv + hd, ld, qkv + 2 * hd, ld, scr);
+                pe_attn_rows_bf16(split, T, hd, qkv, ld, scr, o1, hd);
+                pe_attn_rows_bf16(T - split, T, hd, qkv + (size_t)split * ld, ld, scr, o1 + (size_t)split * hd, hd);
+                pe_attn_ref_bf16(T, T, hd, qkv, ld, qkv + hd, ld, qkv + 2 * hd, ld, o3, hd);
+                double db = t_rel_maxdiff(o1, o3, (size_t)T * hd), df = t_rel_maxdiff(o1, o2, (size_t)T * hd);
+                if (db > worst_bf) worst_bf = db;
+                if (df > bf_vs_fp32) bf_vs_fp32 = df;
+                ran_bf++;
+                /* a probability rounding differently (the kernel's exp is
+                 * ~1 ulp from exp()) moves an output by 2^-8 of one term */
+                if (!(db <= 1e-3)) t_fail(__FILE__, __LINE__, "bf16 attention T=%d hd=%d: vs bf16 reference %.3g", T, hd, db);
+                if (!(df <= 3e-2)) t_fail(__FILE__, __LINE__, "bf16 attention T=%d hd=%d: vs fp32 %.3g", T, hd, df);
+            }
             free(qkv);
             free(o1);
             free(o2);
+            free(o3);
             free(scr);
         }
-    printf("  attention kernel vs float64: max rel diff %.3g%s\n", worst,
-           pe_attn_fast_ok(64) ? "" : " (no fast path in this build)");
+    CHECK(ran > 0 && ran_bf > 0);
+    printf("  attention (%s) vs float64: max rel diff %.3g over %d shapes; bf16 (%s) vs its float64 reference %.3g, "
+           "vs fp32 %.3g\n",
+           pe_attn_fast_ok(64) ? "packed kernel" : "packed C, towers use sgemm", worst, ran,
+           pe_attn_bf16_ok(64) ? "vdpbf16ps" : "C emulation", worst_bf, bf_vs_fp32);
 }
 
 typedef struct pool_arg {
@@ -221,13 +297,29 @@ static void test_pool(void) {
     pe_pool_free(NULL);
 }
 
-int main(void) {
+/* The kernels at one instruction-set level. */
+static void run_level(pe_isa want) {
+    pe_isa got = pe_cpu_force_isa(want);
+    if (got != want) {
+        printf("  level %s: not on this CPU (highest %s)\n", pe_isa_name(want), pe_isa_name(pe_cpu()->hw));
+        return;
+    }
+    printf("level %s (%s)\n", pe_isa_name(got), pe_cpu_describe());
     T_RUN(test_gelu);
     T_RUN(test_softmax_exp);
     T_RUN(test_layernorm);
     T_RUN(test_gemm);
     T_RUN(test_rope);
+    T_RUN(test_residual);
     T_RUN(test_attention);
+}
+
+int main(void) {
+    const pe_cpu_info *ci = pe_cpu();
+    pe_isa start = ci->isa;
+    printf("cpu: highest level %s, in force %s (PERCEPT_MAX_ISA caps it)\n", pe_isa_name(ci->hw), pe_cpu_describe());
+    for (int l = PE_ISA_AVX512; l >= PE_ISA_SCALAR; l--) run_level((pe_isa)l);
+    pe_cpu_force_isa(start);
     T_RUN(test_pool);
     return t_done();
 }

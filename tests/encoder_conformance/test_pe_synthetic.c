@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "common/perr.h"
 #include "encoder/pe.h"
+#include "encoder/pe_cpu.h"
 #include "tests/common/testlib.h"
 
 #include <cjson/cJSON.h>
@@ -534,6 +535,8 @@ static void test_mismatched_files(void) {
 }
 
 int main(void) {
+    printf("encoder kernels at %s (PERCEPT_MAX_ISA=%s)\n", pe_cpu_describe(),
+           getenv("PERCEPT_MAX_ISA") ? getenv("PERCEPT_MAX_ISA") : "unset");
     T_RUN(test_no_cls_layerscale);
     T_RUN(test_cls_plain);
     T_RUN(test_mismatched_files);
