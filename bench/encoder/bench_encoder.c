@@ -10,9 +10,12 @@
  *     end-of-text token, context 32) at batch 1 and 8,
  * at 1 and 2 threads, with warm-up, repetitions, median and spread, the
  * effective GFLOP/s (matrix-product FLOPs of the pass / time), that as a
- * fraction of this machine's sgemm GFLOP/s measured in the same run, peak
- * RSS, and a checksum of the outputs (a fast but wrong build shows).
- * Records CPU, commit, OpenBLAS version/config.
+ * fraction of this CPU's fp32 peak measured in the same run by
+ * bench/common/bench_peak (FMA loops at the widest vectors the CPU has:
+ * AVX-512 here), peak RSS, and a checksum of the outputs (a fast but wrong
+ * build shows). Records CPU, instruction sets, the level the encoder's own
+ * kernels run at, commit, OpenBLAS version/config (whose 1024^3 sgemm rate
+ * is printed in the header for reference).
  *
  * usage: bench_encoder [--models T16,B16,...] [--reps N] [--threads 1,2]
  *                      [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep]
@@ -20,9 +23,11 @@
  */
 #define _GNU_SOURCE
 #include "bench/common/bench_ckpt.h"
+#include "bench/common/bench_peak.h"
 #include "common/perr.h"
 #include "encoder/pe.h"
 #include "encoder/pe_config.h"
+#include "encoder/pe_cpu.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -176,17 +181,23 @@ int main(int argc, char **argv) {
 
     int maxthr = 1;
     for (int i = 0; i < nthr; i++) maxthr = threads[i] > maxthr ? threads[i] : maxthr;
-    double gemm_sq[9] = {0}, gemm_cpu1 = 0;
+    double gemm_sq[9] = {0};
+    bench_peak peak;
+    bench_peak_measure(&peak, maxthr, 0.05, 5);
+    printf("# CPU peaks (bench_peak, per CPU-second): instruction sets %s;", peak.flags);
+    for (int k = 0; k < BENCH_PEAK_KINDS; k++)
+        if (peak.rate[k][1] > 0) printf(" %s %.0f (1 thr)%s", bench_peak_name(k), peak.rate[k][1], k + 1 < BENCH_PEAK_KINDS ? "," : "");
+    printf("\n# encoder kernels (attention, elementwise) at %s; precision fp32: %% of peak = of the fp32 %s peak\n",
+           pe_cpu_describe(), peak.rate[BENCH_PEAK_FP32_AVX512][1] > 0 ? "AVX-512" : "AVX2");
     printf("# machine sgemm (OpenBLAS, best of >= 0.5 s):");
     for (int t = 1; t <= maxthr && t < 9; t++) {
         double cb = 1e30;
         gemm_sq[t] = sgemm_gflops(t, 1024, 1024, 1024, 0.5, &cb);
-        if (t == 1) gemm_cpu1 = 2.0 * 1024 * 1024 * 1024 / cb * 1e-9;
         printf("  1024^3 %d thr %.1f GFLOP/s (per-thread CPU time: %.1f);", t, gemm_sq[t], 2.0 * 1024 * 1024 * 1024 / cb * 1e-9 / t);
     }
     printf("\n\n");
 
-    printf("| model | tower | thr | batch | items/s | ms/batch (median) | spread min-max ms | CPU ms/batch | GFLOP/s | %% of sgemm | %% of sgemm, CPU time | checksum |\n");
+    printf("| model | tower | thr | batch | items/s | ms/batch (median) | spread min-max ms | CPU ms/batch | GFLOP/s | %% of peak | %% of peak, CPU time | checksum |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     int status = 0;
     for (int mi = 0; mi < pe_config_official_count(); mi++) {
@@ -254,12 +265,14 @@ int main(int argc, char **argv) {
                     stats s = summarize(t, n_rep), sc = summarize(tc, n_rep);
                     double fl = tower ? B * text_flops(c, qlen) : B * vision_flops(c);
                     double gf = fl / s.median * 1e-9;
-                    double ref = gemm_sq[nt < 9 ? nt : 8];
+                    /* fp32 peak of nt threads (the precision in use) */
+                    double ref = bench_peak_fp32(&peak, nt);
                     /* CPU-time efficiency: FLOPs per CPU-second of the whole
                      * process (pool spinning and barriers included) over one
-                     * core's sgemm FLOPs per CPU-second; robust to time
+                     * core's peak FLOPs per CPU-second; robust to time
                      * slicing on a shared machine, not to cache contention. */
-                    double eff_cpu = gemm_cpu1 > 0 ? 100 * fl / sc.median * 1e-9 / gemm_cpu1 : 0;
+                    double pk1 = bench_peak_fp32(&peak, 1);
+                    double eff_cpu = pk1 > 0 ? 100 * fl / sc.median * 1e-9 / pk1 : 0;
                     printf("| %s | %s | %d | %d | %.2f | %.2f | %.2f-%.2f | %.1f | %.1f | %.0f%% | %.0f%% | %.6g |\n",
                            c->name, tower ? "text (10 tok)" : "vision", nt, B, B / s.median, s.median * 1e3,
                            s.min * 1e3, s.max * 1e3, sc.median * 1e3, gf, ref > 0 ? 100 * gf / ref : 0, eff_cpu, sum);
