@@ -20,6 +20,7 @@
 #endif
 
 static pe_cpu_info g_cpu;
+int pe_cpu_isa_cache = -1;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static char g_desc[48];
 
@@ -37,6 +38,7 @@ static void apply_level(pe_isa isa) {
     g_cpu.vnni = g_cpu.isa >= PE_ISA_AVX512 && g_cpu.hw_vnni;
     snprintf(g_desc, sizeof g_desc, "%s%s%s", pe_isa_name(g_cpu.isa), g_cpu.bf16 ? "+bf16" : "",
              g_cpu.vnni ? "+vnni" : "");
+    __atomic_store_n(&pe_cpu_isa_cache, (int)g_cpu.isa, __ATOMIC_RELAXED);
 }
 
 static void detect(void) {

@@ -26,6 +26,14 @@ typedef struct pe_cpu_info {
 
 /* Detected once (thread-safe); the level in force for the encoder's kernels. */
 const pe_cpu_info *pe_cpu(void);
+/* pe_cpu()->isa without the pthread_once call: the kernels ask on every
+ * call, some of which handle 32 values (measured: pthread_once per call
+ * cost more than AVX-512 saved on RoPE and the residual adds). */
+extern int pe_cpu_isa_cache; /* -1 until detected; __atomic builtins only */
+static inline pe_isa pe_cpu_isa(void) {
+    int v = __atomic_load_n(&pe_cpu_isa_cache, __ATOMIC_RELAXED);
+    return v >= 0 ? (pe_isa)v : pe_cpu()->isa;
+}
 /* "scalar", "avx2", "avx512" */
 const char *pe_isa_name(pe_isa isa);
 /* A short description of the level in force, e.g. "avx512+bf16+vnni". */

@@ -150,6 +150,29 @@ void pe_rope_avx2(float *v, const float *c, const float *s, int npairs) {
     }
 }
 
+void pe_rope_heads_avx2(float *v, int nh, int hd, const float *c, const float *s, float scale) {
+    const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m256 sc = _mm256_set1_ps(scale);
+    int npairs = hd / 2, i = 0;
+    for (; i + 4 <= npairs; i += 4) {
+        __m256 cc = _mm256_mul_ps(sc, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(c + i)), dup));
+        __m256 ss = _mm256_mul_ps(sc, _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(s + i)), dup));
+        for (int h = 0; h < nh; h++) {
+            float *p = v + (size_t)h * hd + 2 * i;
+            __m256 x = _mm256_loadu_ps(p);
+            _mm256_storeu_ps(p, _mm256_fmaddsub_ps(x, cc, _mm256_mul_ps(_mm256_permute_ps(x, 0xB1), ss)));
+        }
+    }
+    for (; i < npairs; i++) {
+        float cc = c[i] * scale, ss = s[i] * scale;
+        for (int h = 0; h < nh; h++) {
+            float *p = v + (size_t)h * hd + 2 * i, u = p[0], w = p[1];
+            p[0] = u * cc - w * ss;
+            p[1] = w * cc + u * ss;
+        }
+    }
+}
+
 void pe_residual_avx2(float *x, const float *y, const float *gamma, int n) {
     int i = 0;
     if (gamma) {

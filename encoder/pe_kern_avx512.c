@@ -152,9 +152,38 @@ void pe_rope_avx512(float *v, const float *c, const float *s, int npairs) {
     }
 }
 
+/* Outer loop over blocks of 8 pairs: the duplicated, scaled cos/sin are
+ * built once and applied to the same block of every head. */
+void pe_rope_heads_avx512(float *v, int nh, int hd, const float *c, const float *s, float scale) {
+    const __m512i dup = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512 sc = _mm512_set1_ps(scale);
+    int npairs = hd / 2;
+    for (int i = 0; i < npairs; i += 8) {
+        int k = npairs - i < 8 ? npairs - i : 8;
+        __mmask16 m2 = tail_mask(2 * k);
+        __mmask8 m1 = (__mmask8)((1u << k) - 1);
+        __m512 cc = _mm512_mul_ps(sc, _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(m1, c + i))));
+        __m512 ss = _mm512_mul_ps(sc, _mm512_permutexvar_ps(dup, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(m1, s + i))));
+        for (int h = 0; h < nh; h++) {
+            float *p = v + (size_t)h * hd + 2 * i;
+            __m512 x = _mm512_maskz_loadu_ps(m2, p);
+            __m512 sw = _mm512_permute_ps(x, 0xB1);
+            _mm512_mask_storeu_ps(p, m2, _mm512_fmaddsub_ps(x, cc, _mm512_mul_ps(sw, ss)));
+        }
+    }
+}
+
 void pe_residual_avx512(float *x, const float *y, const float *gamma, int n) {
-    for (int i = 0; i < n; i += 16) {
-        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : tail_mask(n - i);
+    int i = 0;
+    if (gamma)
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(x + i, _mm512_fmadd_ps(_mm512_loadu_ps(gamma + i), _mm512_loadu_ps(y + i),
+                                                    _mm512_loadu_ps(x + i)));
+    else
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(x + i, _mm512_add_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        __mmask16 m = tail_mask(n - i);
         __m512 xv = _mm512_maskz_loadu_ps(m, x + i), yv = _mm512_maskz_loadu_ps(m, y + i);
         __m512 r = gamma ? _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, gamma + i), yv, xv) : _mm512_add_ps(xv, yv);
         _mm512_mask_storeu_ps(x + i, m, r);

@@ -23,6 +23,7 @@
     void pe_gelu_##sfx(float *x, size_t n);                                                                  \
     float pe_softmax_exp_##sfx(float *x, int n);                                                             \
     void pe_rope_##sfx(float *v, const float *c, const float *s, int npairs);                               \
+    void pe_rope_heads_##sfx(float *v, int nh, int hd, const float *c, const float *s, float scale);         \
     void pe_residual_##sfx(float *x, const float *y, const float *gamma, int n);                             \
     void pe_attn_rows_##sfx(int nq, int T, int hd, const float *Q, int ldq, const float *scratch, float *O,  \
                             int ldo);

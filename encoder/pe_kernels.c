@@ -22,7 +22,7 @@
 #include <immintrin.h>
 #endif
 
-static inline pe_isa isa(void) { return pe_cpu()->isa; }
+static inline pe_isa isa(void) { return pe_cpu_isa(); }
 
 /* ---------------------------------------------------------------- GEMM */
 
@@ -220,6 +220,28 @@ void pe_rope(float *v, const float *c, const float *s, int npairs) {
     }
 #endif
     pe_rope_ref(v, c, s, npairs);
+}
+
+void pe_rope_heads_ref(float *v, int nh, int hd, const float *c, const float *s, float scale) {
+    for (int h = 0; h < nh; h++) {
+        float *x = v + (size_t)h * hd;
+        for (int i = 0; i < hd / 2; i++) {
+            float cc = c[i] * scale, ss = s[i] * scale, u = x[2 * i], w = x[2 * i + 1];
+            x[2 * i] = u * cc - w * ss;
+            x[2 * i + 1] = w * cc + u * ss;
+        }
+    }
+}
+
+void pe_rope_heads(float *v, int nh, int hd, const float *c, const float *s, float scale) {
+#ifdef PE_KERN_X86
+    switch (isa()) {
+    case PE_ISA_AVX512: pe_rope_heads_avx512(v, nh, hd, c, s, scale); return;
+    case PE_ISA_AVX2: pe_rope_heads_avx2(v, nh, hd, c, s, scale); return;
+    default: break;
+    }
+#endif
+    pe_rope_heads_ref(v, nh, hd, c, s, scale);
 }
 
 /* ----------------------------------------------------------- LayerNorm */

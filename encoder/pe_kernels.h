@@ -61,6 +61,13 @@ float pe_softmax_exp_ref(float *x, int n);
  * cosine and sine are c[i], s[i]: (u c - w s, w c + u s). */
 void pe_rope(float *v, const float *c, const float *s, int npairs);
 void pe_rope_ref(float *v, const float *c, const float *s, int npairs);
+/* pe_rope on nh heads of hd values (v + h*hd, hd/2 pairs each, the same
+ * c and s), every value then multiplied by scale (q's 1/sqrt(hd)): one
+ * call per token row instead of 2 per head plus a pass for the scale. The
+ * scale is folded into c and s (c*scale, s*scale): not bit-identical to
+ * rotating then scaling. */
+void pe_rope_heads(float *v, int nh, int hd, const float *c, const float *s, float scale);
+void pe_rope_heads_ref(float *v, int nh, int hd, const float *c, const float *s, float scale);
 
 /* Softmax attention for one head: O[i] = softmax(Q[i] . K^T) . V for nq
  * query rows (Q already scaled by 1/sqrt(hd)). K and V are first packed

@@ -141,12 +141,11 @@ static void qkv_task(void *arg, int task, int thread) {
         float *q = j->c->vqkv + (size_t)r * 3 * W, *k = q + W;
         if (t >= first) {
             const float *cs = j->rope_cos + (size_t)t * half, *sn = j->rope_sin + (size_t)t * half;
-            for (int hh = 0; hh < H; hh++) {
-                pe_rope(q + hh * hd, cs, sn, half);
-                pe_rope(k + hh * hd, cs, sn, half);
-            }
+            pe_rope_heads(q, H, hd, cs, sn, scale);
+            pe_rope_heads(k, H, hd, cs, sn, 1.0f);
+        } else {
+            pe_scale(q, W, scale);
         }
-        pe_scale(q, W, scale);
     }
 }
 

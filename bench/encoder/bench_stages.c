@@ -50,7 +50,7 @@ typedef struct bufs {
 } bufs;
 
 static float *rnd(size_t n, float scale) {
-    float *p = malloc(n * sizeof(float));
+    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64); /* as pe_ctx's buffers */
     for (size_t i = 0; i < n; i++) p[i] = bench_urand() * scale;
     return p;
 }
@@ -72,11 +72,8 @@ static void layer(const pe_config *c, int T, bufs *B, double t[ST_N]) {
     float scale = 1.0f / sqrtf((float)hd);
     for (int r = 1; r < T; r++) {
         float *q = B->qkv + (size_t)r * 3 * W, *k = q + W;
-        for (int hh = 0; hh < H; hh++) {
-            pe_rope(q + hh * hd, B->cs, B->sn, hd / 2);
-            pe_rope(k + hh * hd, B->cs, B->sn, hd / 2);
-        }
-        pe_scale(q, W, scale);
+        pe_rope_heads(q, H, hd, B->cs, B->sn, scale); /* as pe_vision.c qkv_task */
+        pe_rope_heads(k, H, hd, B->cs, B->sn, 1.0f);
     }
     t[ST_ELEM] += cpu_now() - t0;
     t0 = cpu_now();

@@ -171,6 +171,34 @@ static void test_rope(void) {
     }
 }
 
+static void test_rope_heads(void) {
+    /* head dims with and without a tail of pairs, 1-5 heads, with a scale;
+     * against the reference, and nothing written past the heads */
+    int hds[] = {2, 8, 14, 16, 24, 64, 80};
+    float a[5 * 80 + 8], b[5 * 80 + 8], cc[40], ss[40];
+    for (size_t k = 0; k < sizeof hds / sizeof hds[0]; k++)
+        for (int nh = 1; nh <= 5; nh++) {
+            int hd = hds[k], n = nh * hd;
+            float scale = nh == 2 ? 1.0f : 1.0f / sqrtf((float)hd);
+            for (int i = 0; i < hd / 2; i++) {
+                float t = frand(-10, 10);
+                cc[i] = cosf(t);
+                ss[i] = sinf(t);
+            }
+            for (int i = 0; i < n + 8; i++) a[i] = b[i] = frand(-3, 3);
+            pe_rope_heads(a, nh, hd, cc, ss, scale);
+            pe_rope_heads_ref(b, nh, hd, cc, ss, scale);
+            for (int i = 0; i < n + 8; i++) {
+                double e = fabs((double)a[i] - b[i]);
+                if (i >= n && e != 0) t_fail(__FILE__, __LINE__, "rope_heads hd=%d nh=%d wrote past the end", hd, nh);
+                if (!(e <= 2e-6)) {
+                    t_fail(__FILE__, __LINE__, "rope_heads hd=%d nh=%d [%d]: %.9g vs %.9g", hd, nh, i, a[i], b[i]);
+                    break;
+                }
+            }
+        }
+}
+
 static void test_residual(void) {
     float x1[70], x2[70], y[70], g[70];
     for (int n = 1; n <= 67; n++)
@@ -310,6 +338,7 @@ static void run_level(pe_isa want) {
     T_RUN(test_layernorm);
     T_RUN(test_gemm);
     T_RUN(test_rope);
+    T_RUN(test_rope_heads);
     T_RUN(test_residual);
     T_RUN(test_attention);
 }
