@@ -37,12 +37,32 @@ typedef struct pe_config {
     int vocab_size;
 } pe_config;
 
+/* Precision of the encoder's matrix products (docs/encoder.md,
+ * "Precision"). FP32 is exact (the conformance tolerance against the
+ * official model); BF16 packs the weights in bfloat16 and multiplies in
+ * bf16 with float32 accumulation, on CPUs with native bf16 dot products
+ * (AVX512_BF16 or AMX) only: pe_model_load refuses it elsewhere. */
+typedef enum pe_precision { PE_PRECISION_FP32 = 0, PE_PRECISION_BF16 = 1 } pe_precision;
+
+/* "fp32", "bf16". */
+const char *pe_precision_name(pe_precision p);
+/* Parses "fp32"/"bf16" (PERR_INVALID naming the choices otherwise). */
+int pe_precision_parse(const char *s, pe_precision *out);
+/* 1 when this CPU runs p natively; else 0 with the reason in why. */
+int pe_precision_supported(pe_precision p, char *why, size_t n);
+/* The instruction set the matrix products use on this CPU, as oneDNN
+ * names it ("avx512_core_bf16", "avx2", ...; ONEDNN_MAX_CPU_ISA caps it). */
+const char *pe_cpu_isa(void);
+
 typedef struct pe_load_opts {
     /* Explicit configuration (JSON file with pe-core.md config names), for
      * checkpoints that are not one of the five official ones. NULL: taken
      * from safetensors __metadata__, else "<model>.json" next to the file,
      * else recognised from the shapes of the official configurations. */
     const char *config_path;
+    /* Precision of the matrix products; the weights are packed for it once
+     * at load (default PE_PRECISION_FP32). */
+    pe_precision precision;
 } pe_load_opts;
 
 void pe_load_opts_default(pe_load_opts *o);
@@ -56,6 +76,13 @@ const pe_config *pe_model_config(const pe_model *m);
 int64_t pe_model_param_count(const pe_model *m);
 /* dtype of the stored weights: "float32", "float16", "bfloat16", "mixed". */
 const char *pe_model_dtype(const pe_model *m);
+/* The precision the model was loaded with (pe_load_opts.precision). */
+pe_precision pe_model_precision(const pe_model *m);
+/* oneDNN's kernel for the model's matrix products ("brg:avx512_core",
+ * "brg:avx512_core_bf16", "gemm:jit", ...); *n_slow (if not NULL): how many
+ * packed matrices have run a product on oneDNN's reference code so far (0
+ * when every shape met a fast kernel). */
+const char *pe_model_kernel(const pe_model *m, int *n_slow);
 /* exp(logit_scale): the softmax temperature for zero-shot classification. */
 float pe_model_logit_scale(const pe_model *m);
 /* A stable 64-bit identity of the weights (config + sampled tensor bytes),

@@ -252,6 +252,51 @@ static int bind_all(pe_model *m, binder *bd) {
     return PERR_OK;
 }
 
+/* Every matrix product's weights packed once for the chosen precision
+ * (pe_mm.h). Vision products run on row blocks (one part); the text
+ * tower's few-row products are split by output columns (PE_PARTS parts,
+ * a fixed partition: vectors do not depend on the thread count). */
+static int pack_lin(pe_model *m, pe_lin *l, int parts) {
+    int rc = pe_mm_new(l->out, l->in, l->w, l->in, 1, l->b, m->prec, parts, &l->mm);
+    /* never read again: keep the mapped float32 copy out of our RSS */
+    if (!rc) pe_weights_release(m->w, l->w, (size_t)l->out * l->in * sizeof(float));
+    return rc;
+}
+
+static int pack_block(pe_model *m, pe_block *b, int parts) {
+    int rc;
+    if ((rc = pack_lin(m, &b->qkv, parts)) || (rc = pack_lin(m, &b->out, parts)) ||
+        (rc = pack_lin(m, &b->fc, parts)) || (rc = pack_lin(m, &b->proj, parts)))
+        return rc;
+    return PERR_OK;
+}
+
+static int pack_all(pe_model *m) {
+    const pe_config *cfg = &m->cfg;
+    pe_precision pr = m->prec;
+    int W = cfg->width, p = cfg->patch_size, D = cfg->output_dim, rc;
+    pe_vision_w *v = &m->v;
+    if ((rc = pe_mm_new(W, 3 * p * p, v->conv1, 3 * p * p, 1, NULL, pr, 1, &v->conv1_mm))) return rc;
+    for (int l = 0; l < cfg->layers; l++)
+        if ((rc = pack_block(m, &v->blocks[l], 1))) return perr_prefix(rc, "vision block %d", l);
+    if ((rc = pe_mm_new(2 * W, W, v->pool_qkv.w + (size_t)W * W, W, 1, v->pool_qkv.b + W, pr, 1, &v->pool_kv_mm)) ||
+        (rc = pack_lin(m, &v->pool_out, 1)) || (rc = pack_lin(m, &v->pool_fc, 1)) ||
+        (rc = pack_lin(m, &v->pool_proj, 1)) || (rc = pe_mm_new(D, W, v->proj, D, 0, NULL, pr, 1, &v->proj_mm)))
+        return perr_prefix(rc, "vision attention pool");
+    for (int l = 0; l < cfg->text_layers; l++)
+        if ((rc = pack_block(m, &m->t.blocks[l], PE_PARTS))) return perr_prefix(rc, "text block %d", l);
+    if ((rc = pe_mm_new(D, cfg->text_width, m->t.proj, D, 0, NULL, pr, 1, &m->t.proj_mm)))
+        return perr_prefix(rc, "text projection");
+    return PERR_OK;
+}
+
+static void free_block(pe_block *b) {
+    pe_mm_free(b->qkv.mm);
+    pe_mm_free(b->out.mm);
+    pe_mm_free(b->fc.mm);
+    pe_mm_free(b->proj.mm);
+}
+
 static int check_config(const pe_config *c) {
     /* pe_config_resolve validated the file against the configuration; here
      * only what the forward pass itself relies on. */
@@ -276,8 +321,14 @@ int pe_model_load(const char *path, const pe_load_opts *opts, pe_model **out) {
     *out = NULL;
     pe_load_opts def;
     if (!opts) { pe_load_opts_default(&def); opts = &def; }
+    char why[160];
+    if (opts->precision != PE_PRECISION_FP32 && opts->precision != PE_PRECISION_BF16)
+        return perr_set(PERR_INVALID, "%s: precision %d (fp32 or bf16)", path, (int)opts->precision);
+    if (!pe_precision_supported(opts->precision, why, sizeof why))
+        return perr_set(PERR_UNSUPPORTED, "%s: %s", path, why);
     pe_model *m = calloc(1, sizeof *m);
     if (!m) return perr_set(PERR_NOMEM, "model");
+    m->prec = opts->precision;
     int rc = pe_weights_open(path, &m->w);
     if (rc) goto fail;
     if ((rc = pe_config_resolve(m->w, opts->config_path, path, &m->cfg))) goto fail;
@@ -308,6 +359,7 @@ int pe_model_load(const char *path, const pe_load_opts *opts, pe_model **out) {
     float sc = 1.0f / sqrtf((float)(W / c->pool_heads));
     for (int i = 0; i < W; i++) pq[i] = (pq[i] + m->v.pool_qkv.b[i]) * sc;
     m->v.probe_q = pq;
+    if ((rc = pack_all(m))) goto fail;
     *out = m;
     return PERR_OK;
 fail:
@@ -320,6 +372,17 @@ void pe_model_free(pe_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    if (m->v.blocks)
+        for (int l = 0; l < m->cfg.layers; l++) free_block(&m->v.blocks[l]);
+    if (m->t.blocks)
+        for (int l = 0; l < m->cfg.text_layers; l++) free_block(&m->t.blocks[l]);
+    pe_mm_free(m->v.conv1_mm);
+    pe_mm_free(m->v.pool_kv_mm);
+    pe_mm_free(m->v.pool_out.mm);
+    pe_mm_free(m->v.pool_fc.mm);
+    pe_mm_free(m->v.pool_proj.mm);
+    pe_mm_free(m->v.proj_mm);
+    pe_mm_free(m->t.proj_mm);
     free(m->v.blocks);
     free(m->t.blocks);
     pe_weights_close(m->w);
@@ -329,6 +392,47 @@ void pe_model_free(pe_model *m) {
 const pe_config *pe_model_config(const pe_model *m) { return &m->cfg; }
 int64_t pe_model_param_count(const pe_model *m) { return m->n_params; }
 const char *pe_model_dtype(const pe_model *m) { return m->dtype; }
+pe_precision pe_model_precision(const pe_model *m) { return m->prec; }
+
+static int slow(const pe_mm *mm) {
+    int r = 0;
+    if (mm) pe_mm_impl(mm, &r);
+    return r;
+}
+
+const char *pe_model_kernel(const pe_model *m, int *n_slow) {
+    if (n_slow) {
+        int n = slow(m->v.conv1_mm) + slow(m->v.pool_kv_mm) + slow(m->v.pool_out.mm) + slow(m->v.pool_fc.mm) +
+                slow(m->v.pool_proj.mm) + slow(m->v.proj_mm) + slow(m->t.proj_mm);
+        for (int l = 0; l < m->cfg.layers; l++) {
+            const pe_block *b = &m->v.blocks[l];
+            n += slow(b->qkv.mm) + slow(b->out.mm) + slow(b->fc.mm) + slow(b->proj.mm);
+        }
+        for (int l = 0; l < m->cfg.text_layers; l++) {
+            const pe_block *b = &m->t.blocks[l];
+            n += slow(b->qkv.mm) + slow(b->out.mm) + slow(b->fc.mm) + slow(b->proj.mm);
+        }
+        *n_slow = n;
+    }
+    return pe_mm_impl(m->v.conv1_mm, NULL);
+}
+
+const char *pe_precision_name(pe_precision p) { return p == PE_PRECISION_BF16 ? "bf16" : "fp32"; }
+
+int pe_precision_parse(const char *s, pe_precision *out) {
+    if (s && !strcmp(s, "fp32")) { *out = PE_PRECISION_FP32; return PERR_OK; }
+    if (s && !strcmp(s, "bf16")) { *out = PE_PRECISION_BF16; return PERR_OK; }
+    return perr_set(PERR_INVALID, "precision \"%s\": expected fp32 or bf16", s ? s : "");
+}
+
+int pe_precision_supported(pe_precision p, char *why, size_t n) {
+    if (p != PE_PRECISION_BF16 || pe_mm_native_bf16()) return 1;
+    snprintf(why, n, "bf16 needs a CPU with native bf16 dot products (AVX512_BF16 or AMX); this one runs %s: use fp32",
+             pe_mm_isa());
+    return 0;
+}
+
+const char *pe_cpu_isa(void) { return pe_mm_isa(); }
 float pe_model_logit_scale(const pe_model *m) { return m->logit_scale; }
 uint64_t pe_model_fingerprint(const pe_model *m) { return m->fingerprint; }
 
@@ -371,6 +475,7 @@ int pe_ctx_new(const pe_model *m, const pe_ctx_opts *opts, pe_ctx **out) {
     c->m = m;
     c->max_batch = opts->max_batch;
     c->n_threads = opts->n_threads;
+    pthread_mutex_init(&c->err_mu, NULL);
     int rc = pe_pool_new(opts->n_threads, &c->pool);
     if (rc) { pe_ctx_free(c); return rc; }
 
@@ -405,6 +510,10 @@ int pe_ctx_new(const pe_model *m, const pe_ctx_opts *opts, pe_ctx **out) {
         c->ts[i].b = zalloc(nb, &total);
         c->ts[i].s = zalloc(ns, &total);
         ok = c->ts[i].a && c->ts[i].b && c->ts[i].s;
+        if (ok && (rc = pe_mm_tls_new(&c->ts[i].mm))) {
+            pe_ctx_free(c);
+            return rc;
+        }
     }
     if (!ok) {
         pe_ctx_free(c);
@@ -433,10 +542,35 @@ void pe_ctx_free(pe_ctx *c) {
             free(c->ts[i].a);
             free(c->ts[i].b);
             free(c->ts[i].s);
+            pe_mm_tls_free(c->ts[i].mm);
         }
     free(c->ts);
     free(c->trbuf);
+    pthread_mutex_destroy(&c->err_mu);
     free(c);
+}
+
+void pe_ctx_fail(pe_ctx *c, int rc) {
+    if (!rc) return;
+    pthread_mutex_lock(&c->err_mu);
+    if (!c->err) {
+        c->err = rc;
+        snprintf(c->err_msg, sizeof c->err_msg, "%s", perr_msg());
+    }
+    pthread_mutex_unlock(&c->err_mu);
+}
+
+int pe_ctx_take_err(pe_ctx *c) {
+    pthread_mutex_lock(&c->err_mu);
+    int rc = c->err;
+    c->err = 0;
+    pthread_mutex_unlock(&c->err_mu);
+    return rc ? perr_set(rc, "encoder: %s", c->err_msg) : PERR_OK;
+}
+
+void pe_ctx_mm(pe_ctx *c, int thread, const pe_mm *mm, int part, int M, const float *A, int lda, float *C, int ldc) {
+    int rc = pe_mm_run(mm, part, c->ts[thread].mm, M, A, lda, C, ldc);
+    if (rc) pe_ctx_fail(c, rc);
 }
 
 void pe_ctx_set_trace(pe_ctx *c, pe_trace_fn fn, void *user) {
@@ -459,43 +593,26 @@ void pe_trace_emit(pe_ctx *c, const char *name, const float *data, size_t n) {
 /* ------------------------------------------------------ parallel linear */
 
 typedef struct linjob {
-    int M, N, K, lda, ldc, gelu, split_rows, chunk;
+    pe_ctx *c;
+    int M, lda, ldc, gelu;
     const float *A;
     const pe_lin *L;
     float *C;
 } linjob;
 
-static void lin_task(void *arg, int task, int thread) {
+/* Task = one column part of the packed weights, all rows. */
+static void lin_task(void *arg, int part, int thread) {
     linjob *j = arg;
-    int r0 = 0, r1 = j->M, c0 = 0, c1 = j->N;
-    if (j->split_rows) {
-        r0 = task * j->chunk;
-        r1 = r0 + j->chunk < j->M ? r0 + j->chunk : j->M;
-    } else {
-        c0 = task * j->chunk;
-        c1 = c0 + j->chunk < j->N ? c0 + j->chunk : j->N;
-    }
-    if (r0 >= r1 || c0 >= c1) return;
-    float *C = j->C + (size_t)r0 * j->ldc + c0;
-    pe_linear(r1 - r0, c1 - c0, j->K, j->A + (size_t)r0 * j->lda, j->lda, j->L->w + (size_t)c0 * j->K, j->L->b + c0, C,
-              j->ldc);
+    int c0, n;
+    pe_mm_part_cols(j->L->mm, part, &c0, &n);
+    pe_ctx_mm(j->c, thread, j->L->mm, part, j->M, j->A, j->lda, j->C + c0, j->ldc);
     if (j->gelu)
-        for (int r = r0; r < r1; r++) pe_gelu(j->C + (size_t)r * j->ldc + c0, c1 - c0);
+        for (int r = 0; r < j->M; r++) pe_gelu(j->C + (size_t)r * j->ldc + c0, n);
 }
 
 void pe_par_linear(pe_ctx *c, int M, const float *A, int lda, const pe_lin *L, float *C, int ldc, int gelu) {
-    linjob j = {.M = M, .N = L->out, .K = L->in, .lda = lda, .ldc = ldc, .gelu = gelu, .A = A, .L = L, .C = C};
-    int nt = PE_PARTS, tasks; /* not c->n_threads: see PE_PARTS */
-    if (M >= 64 * nt) {
-        j.split_rows = 1;
-        j.chunk = (M + nt - 1) / nt;
-        tasks = nt;
-    } else {
-        /* columns in multiples of 16 so the kernels' blocks stay whole */
-        j.chunk = ((j.N + nt - 1) / nt + 15) / 16 * 16;
-        tasks = (j.N + j.chunk - 1) / j.chunk;
-    }
-    pe_pool_run(c->pool, tasks, lin_task, &j);
+    linjob j = {.c = c, .M = M, .lda = lda, .ldc = ldc, .gelu = gelu, .A = A, .L = L, .C = C};
+    pe_pool_run(c->pool, pe_mm_parts(L->mm), lin_task, &j);
 }
 
 /* ----------------------------------------------------------- encode */

@@ -10,8 +10,11 @@
 #define PERCEPT_PE_MODEL_IMPL_H
 
 #include "encoder/pe.h"
+#include "encoder/pe_mm.h"
 #include "encoder/pe_threads.h"
 #include "encoder/pe_weights.h"
+
+#include <pthread.h>
 
 #define PE_LN_EPS 1e-5f
 /* A non-native image may have up to this many times the native tokens. */
@@ -27,6 +30,7 @@ typedef struct pe_lin {      /* y = x W^T + b */
     const float *w;          /* [out, in] */
     const float *b;          /* [out] */
     int out, in;
+    pe_mm *mm;               /* W and b packed at load (pe_mm.h) */
 } pe_lin;
 
 typedef struct pe_ln {
@@ -50,6 +54,9 @@ typedef struct pe_vision_w {
     pe_lin pool_out, pool_fc, pool_proj;
     pe_ln pool_ln;
     const float *proj;       /* [W, D] */
+    pe_mm *conv1_mm;         /* conv1 packed, no bias */
+    pe_mm *pool_kv_mm;       /* rows W..3W of pool_qkv (keys, values) */
+    pe_mm *proj_mm;          /* proj packed */
     /* 2D RoPE at the native grid: per token, hd/2 pair angles. */
     float *rope_cos, *rope_sin; /* [T, hd/2] */
     float *rope_ang;         /* [T, hd/2] the angles themselves (trace) */
@@ -62,6 +69,7 @@ typedef struct pe_text_w {
     pe_block *blocks;
     pe_ln ln_final;
     const float *proj;       /* [TW, D] */
+    pe_mm *proj_mm;
 } pe_text_w;
 
 struct pe_model {
@@ -75,6 +83,7 @@ struct pe_model {
     int n_owned, cap_owned;
     int64_t n_params;
     const char *dtype;
+    pe_precision prec;       /* of the packed weights */
     float logit_scale;       /* exp(logit_scale) */
     uint64_t fingerprint;
 };
@@ -84,6 +93,7 @@ typedef struct pe_tscratch {
     float *a;                /* rows x max(W, TW) */
     float *b;                /* rows x max(mlp widths, 3*p*p): MLP hidden, im2col */
     float *s;                /* attention scores: qblock x tokens */
+    pe_mm_tls *mm;           /* oneDNN stream, scratchpad, bf16 staging */
 } pe_tscratch;
 
 struct pe_ctx {
@@ -103,6 +113,10 @@ struct pe_ctx {
     pe_tscratch *ts;         /* [n_threads] */
     int rows_blk;            /* rows per row task (sizing of ts) */
     int q_blk;               /* query rows per attention task */
+    /* first failure inside a parallel region (pe_ctx_fail) */
+    int err;
+    char err_msg[256];
+    pthread_mutex_t err_mu;
     /* trace */
     pe_trace_fn trace;
     void *trace_user;
@@ -116,6 +130,13 @@ struct pe_ctx {
  * part of W). */
 void pe_par_linear(pe_ctx *c, int M, const float *A, int lda, const pe_lin *L, float *C, int ldc,
                    int gelu);
+/* y = A W^T + b through the packed weights, on the thread's state; a
+ * failure is recorded in the context (pe_ctx_fail). */
+void pe_ctx_mm(pe_ctx *c, int thread, const pe_mm *mm, int part, int M, const float *A, int lda, float *C, int ldc);
+/* Records the first failure of a task (rc and this thread's message);
+ * pe_ctx_take_err returns it on the caller's thread and clears it. */
+void pe_ctx_fail(pe_ctx *c, int rc);
+int pe_ctx_take_err(pe_ctx *c);
 /* Calls the trace hook (no-op without one). */
 void pe_trace_emit(pe_ctx *c, const char *name, const float *data, size_t n);
 

@@ -6,7 +6,8 @@
  * and the items of a batch are packed back to back (no padding rows).
  * A typical query is 5-15 of 32 positions: the GEMMs have a handful of
  * rows and are bound by streaming the weights, so they are split over
- * output columns (pe_par_linear) and run through the small-M kernel.
+ * output columns (pe_par_linear: a fixed partition of the packed weights
+ * into PE_PARTS column slices, each thread streaming its slices).
  * With a trace hook the full context is computed so that every golden
  * row can be compared; the pooled result is the same either way.
  * Never does: allocate, write to the model.
@@ -121,7 +122,7 @@ int pe_text_forward(pe_ctx *c, const int32_t *ids, int n, float *out) {
         pe_layernorm(x + (size_t)(off[b] + eot[b]) * W, pooled + (size_t)b * W, W, m->t.ln_final.g, m->t.ln_final.b,
                      PE_LN_EPS);
     pe_trace_emit(c, "t_pooled", pooled, W);
-    pe_gemm_nn(n, D, W, pooled, W, m->t.proj, D, 0.0f, out, D);
+    pe_ctx_mm(c, 0, m->t.proj_mm, 0, n, pooled, W, out, D);
     pe_trace_emit(c, "t_final", out, D);
-    return PERR_OK;
+    return pe_ctx_take_err(c);
 }

@@ -85,7 +85,7 @@ static void patch_task(void *arg, int task, int thread) {
         int b = r / P, pi = r % P;
         int seg = P - pi < r1 - r ? P - pi : r1 - r;
         float *dst = j->c->vx + ((size_t)b * j->T + off + pi) * W;
-        pe_linear(seg, W, K, col + (size_t)(r - r0) * K, K, m->v.conv1, NULL, dst, W);
+        pe_ctx_mm(j->c, thread, m->v.conv1_mm, 0, seg, col + (size_t)(r - r0) * K, K, dst, W);
         r += seg;
     }
 }
@@ -133,7 +133,7 @@ static void qkv_task(void *arg, int task, int thread) {
         pe_layernorm(j->c->vx + (size_t)(r0 + r) * W, h + (size_t)r * W, W, bl->ln1.g, bl->ln1.b, PE_LN_EPS);
     copy_item0_rows(j->tr_ln1, h, r0, r1, T, W, W);
     float *qkv = j->c->vqkv + (size_t)r0 * 3 * W;
-    pe_linear(rb, 3 * W, W, h, W, bl->qkv.w, bl->qkv.b, qkv, 3 * W);
+    pe_ctx_mm(j->c, thread, bl->qkv.mm, 0, rb, h, W, qkv, 3 * W);
     float scale = 1.0f / sqrtf((float)hd);
     int first = m->cfg.use_cls_token ? 1 : 0;
     for (int r = r0; r < r1; r++) {
@@ -191,14 +191,14 @@ static void mlp_task(void *arg, int task, int thread) {
     int rb = r1 - r0;
     float *a = ts->a, *hid = ts->b;
     float *x = j->c->vx + (size_t)r0 * W;
-    pe_linear(rb, W, W, j->c->vattn + (size_t)r0 * W, W, bl->out.w, bl->out.b, a, W);
+    pe_ctx_mm(j->c, thread, bl->out.mm, 0, rb, j->c->vattn + (size_t)r0 * W, W, a, W);
     copy_item0_rows(j->tr_attn, a, r0, r1, T, W, W);
     for (int r = 0; r < rb; r++) pe_residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls1, W);
     for (int r = 0; r < rb; r++)
         pe_layernorm(x + (size_t)r * W, a + (size_t)r * W, W, bl->ln2.g, bl->ln2.b, PE_LN_EPS);
-    pe_linear(rb, F, W, a, W, bl->fc.w, bl->fc.b, hid, F);
+    pe_ctx_mm(j->c, thread, bl->fc.mm, 0, rb, a, W, hid, F);
     pe_gelu(hid, (size_t)rb * F);
-    pe_linear(rb, W, F, hid, F, bl->proj.w, bl->proj.b, a, W);
+    pe_ctx_mm(j->c, thread, bl->proj.mm, 0, rb, hid, F, a, W);
     copy_item0_rows(j->tr_mlp, a, r0, r1, T, W, W);
     for (int r = 0; r < rb; r++) pe_residual(x + (size_t)r * W, a + (size_t)r * W, bl->ls2, W);
 }
@@ -217,7 +217,7 @@ static void pool_kv_task(void *arg, int task, int thread) {
     for (int r = 0; r < rb; r++)
         pe_layernorm(x + (size_t)r * W, x + (size_t)r * W, W, m->v.ln_post.g, m->v.ln_post.b, PE_LN_EPS);
     float *kv = j->c->vqkv + (size_t)r0 * 3 * W + W;
-    pe_linear(rb, 2 * W, W, x, W, m->v.pool_qkv.w + (size_t)W * W, m->v.pool_qkv.b + W, kv, 3 * W);
+    pe_ctx_mm(j->c, thread, m->v.pool_kv_mm, 0, rb, x, W, kv, 3 * W);
 }
 
 /* One item: probe attention over its T tokens, out_proj, + MLP, @ proj. */
@@ -250,16 +250,16 @@ static void pool_item_task(void *arg, int b, int thread) {
             for (int i = 0; i < hd; i++) o[i] += p * v[i];
         }
     }
-    pe_linear(1, W, W, att, W, m->v.pool_out.w, m->v.pool_out.b, y, W);
+    pe_ctx_mm(j->c, thread, m->v.pool_out.mm, 0, 1, att, W, y, W);
     if (b == 0 && j->tr_attn) memcpy(j->tr_attn, y, W * sizeof(float));
     pe_layernorm(y, h, W, m->v.pool_ln.g, m->v.pool_ln.b, PE_LN_EPS);
     int F = m->v.pool_fc.out;
-    pe_linear(1, F, W, h, W, m->v.pool_fc.w, m->v.pool_fc.b, hid, F);
+    pe_ctx_mm(j->c, thread, m->v.pool_fc.mm, 0, 1, h, W, hid, F);
     pe_gelu(hid, F);
-    pe_linear(1, W, F, hid, F, m->v.pool_proj.w, m->v.pool_proj.b, h, W);
+    pe_ctx_mm(j->c, thread, m->v.pool_proj.mm, 0, 1, hid, F, h, W);
     for (int i = 0; i < W; i++) y[i] += h[i];
     if (b == 0 && j->tr_mlp) memcpy(j->tr_mlp, y, W * sizeof(float));
-    pe_gemm_nn(1, D, W, y, W, m->v.proj, D, 0.0f, j->out + (size_t)b * D, D);
+    pe_ctx_mm(j->c, thread, m->v.proj_mm, 0, 1, y, W, j->out + (size_t)b * D, D);
 }
 
 /* ---------------------------------------------------------- the tower */
@@ -373,5 +373,5 @@ int pe_vision_forward(pe_ctx *c, const float *pixels, int n, int ih, int iw, flo
         pe_trace_emit(c, "v_pool", j.tr_mlp, W);
         pe_trace_emit(c, "v_final", out, cfg->output_dim);
     }
-    return PERR_OK;
+    return pe_ctx_take_err(c);
 }

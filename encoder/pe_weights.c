@@ -1143,6 +1143,16 @@ int pe_weights_open(const char *path, pe_weights **out) {
     return finish_open(w, out);
 }
 
+void pe_weights_release(pe_weights *w, const void *p, size_t bytes) {
+    if (!w || !w->map || !p) return;
+    uintptr_t a = (uintptr_t)p, e = a + bytes, m0 = (uintptr_t)w->map, m1 = m0 + w->map_len;
+    if (a < m0 || e > m1) return;
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    a = (a + pg - 1) / pg * pg;
+    e = e / pg * pg;
+    if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 void pe_weights_close(pe_weights *w) {
     if (!w) return;
     for (int i = 0; i < w->n; i++) free((char *)w->t[i].name);

@@ -43,6 +43,11 @@ int pe_weights_open(const char *path, pe_weights **out);
  * the fuzz targets). */
 int pe_weights_open_buffer(const void *buf, size_t len, const char *label, pe_weights **out);
 void pe_weights_close(pe_weights *w);
+/* The caller will not read [p, p+bytes) again: when it lies in the file
+ * mapping, its whole pages are dropped from this process (MADV_DONTNEED;
+ * the page cache keeps them, a later read maps them again). No-op
+ * otherwise. Used after the encoder packed a matrix into its own copy. */
+void pe_weights_release(pe_weights *w, const void *p, size_t bytes);
 
 /* "pt" or "safetensors". */
 const char *pe_weights_format(const pe_weights *w);

@@ -3,7 +3,7 @@
 # Safe to run repeatedly; needs root (or sudo) only when something is missing.
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
-      libopenblas-dev liblapack-dev libfaiss-dev liblmdb-dev lmdb-utils
+      libopenblas-dev liblapack-dev libdnnl-dev libfaiss-dev liblmdb-dev lmdb-utils
       libvips-dev libvips-tools liblcms2-dev libuv1-dev libutf8proc-dev zlib1g-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
       libmsgpack-dev libcjson-dev libh2o-dev libxxhash-dev libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3

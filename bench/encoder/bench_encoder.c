@@ -19,6 +19,7 @@
  *
  * usage: bench_encoder [--models T16,B16,...] [--reps N] [--threads 1,2]
  *                      [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep]
+ *                      [--precisions fp32,bf16] (bf16 rows only where the CPU has native bf16)
  *                      [--blas-threads N]   (experiment: OpenBLAS threads inside the passes)
  */
 #define _GNU_SOURCE
@@ -144,7 +145,9 @@ static void print_env(void) {
     printf("# cpu: %s, %ld online cores, load average %.2f %.2f %.2f\n", cpu, sysconf(_SC_NPROCESSORS_ONLN), load[0],
            load[1], load[2]);
     printf("# OpenBLAS: %s (core %s)\n", openblas_get_config(), openblas_get_corename());
-    printf("# threading: OpenBLAS single-threaded inside the encoder; each pe_ctx runs its own pool of n threads\n");
+    printf("# encoder matrix products: oneDNN, instruction set %s (ONEDNN_MAX_CPU_ISA=%s)\n", pe_cpu_isa(),
+           getenv("ONEDNN_MAX_CPU_ISA") ? getenv("ONEDNN_MAX_CPU_ISA") : "unset");
+    printf("# threading: oneDNN and OpenBLAS sequential inside the encoder; each pe_ctx runs its own pool of n threads\n");
 }
 
 static int parse_list(const char *s, int *out, int max) {
@@ -159,7 +162,7 @@ static int parse_list(const char *s, int *out, int max) {
 }
 
 int main(int argc, char **argv) {
-    const char *models = "T16,B16", *towers = "vision,text", *tmp = getenv("TMPDIR");
+    const char *models = "T16,B16", *towers = "vision,text", *tmp = getenv("TMPDIR"), *precs = "fp32,bf16";
     int reps = 5, keep = 0, blas_threads = 0, threads[8] = {1, 2}, nthr = 2, batches[8] = {1, 8}, nbat = 2;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--models") && i + 1 < argc) models = argv[++i];
@@ -169,9 +172,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tmp") && i + 1 < argc) tmp = argv[++i];
         else if (!strcmp(argv[i], "--towers") && i + 1 < argc) towers = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
+        else if (!strcmp(argv[i], "--precisions") && i + 1 < argc) precs = argv[++i];
         else if (!strcmp(argv[i], "--blas-threads") && i + 1 < argc) blas_threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--models T16,B16,...] [--reps N] [--threads 1,2] [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep] [--blas-threads N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--models T16,B16,...] [--reps N] [--threads 1,2] [--batches 1,8] [--towers vision,text] [--tmp DIR] [--keep] [--precisions fp32,bf16] [--blas-threads N]\n", argv[0]);
             return 2;
         }
     }
@@ -187,7 +191,7 @@ int main(int argc, char **argv) {
     printf("# CPU peaks (bench_peak, per CPU-second): instruction sets %s;", peak.flags);
     for (int k = 0; k < BENCH_PEAK_KINDS; k++)
         if (peak.rate[k][1] > 0) printf(" %s %.0f (1 thr)%s", bench_peak_name(k), peak.rate[k][1], k + 1 < BENCH_PEAK_KINDS ? "," : "");
-    printf("\n# encoder kernels (attention, elementwise) at %s; precision fp32: %% of peak = of the fp32 %s peak\n",
+    printf("\n# encoder kernels (attention, elementwise) at %s; %% of peak: fp32 rows of the fp32 %s peak, bf16 rows of the bf16 peak\n",
            pe_cpu_describe(), peak.rate[BENCH_PEAK_FP32_AVX512][1] > 0 ? "AVX-512" : "AVX2");
     printf("# machine sgemm (OpenBLAS, best of >= 0.5 s):");
     for (int t = 1; t <= maxthr && t < 9; t++) {
@@ -197,8 +201,8 @@ int main(int argc, char **argv) {
     }
     printf("\n\n");
 
-    printf("| model | tower | thr | batch | items/s | ms/batch (median) | spread min-max ms | CPU ms/batch | GFLOP/s | %% of peak | %% of peak, CPU time | checksum |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("| model | prec | tower | thr | batch | items/s | ms/batch (median) | spread min-max ms | CPU ms/batch | GFLOP/s | %% of peak | %% of peak, CPU time | checksum |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     int status = 0;
     for (int mi = 0; mi < pe_config_official_count(); mi++) {
         const pe_config *oc = pe_config_official(mi);
@@ -217,8 +221,21 @@ int main(int argc, char **argv) {
         pe_model *m = NULL;
         rc = pe_model_load(path, NULL, &m);
         tl = now() - tl;
-        if (!keep) unlink(path); /* the mapping stays valid */
         if (rc) { fprintf(stderr, "load: %s\n", perr_msg()); return 1; }
+        /* the other precisions, same file (alternated below, same run) */
+        pe_model *mp[2] = {strstr(precs, "fp32") ? m : NULL, NULL};
+        char why[200];
+        if (strstr(precs, "bf16")) {
+            if (!pe_precision_supported(PE_PRECISION_BF16, why, sizeof why)) {
+                printf("# bf16 rows skipped: %s\n", why);
+            } else {
+                pe_load_opts lo;
+                pe_load_opts_default(&lo);
+                lo.precision = PE_PRECISION_BF16;
+                if ((rc = pe_model_load(path, &lo, &mp[1]))) { fprintf(stderr, "load bf16: %s\n", perr_msg()); return 1; }
+            }
+        }
+        if (!keep) unlink(path); /* the mappings stay valid */
         const pe_config *c = pe_model_config(m);
         fprintf(stderr, "# %s: %.1f M parameters, written in %.1f s, loaded in %.3f s\n", c->name,
                 pe_model_param_count(m) / 1e6, tw, tl);
@@ -238,15 +255,17 @@ int main(int argc, char **argv) {
         }
         for (int ti = 0; ti < nthr; ti++)
             for (int bi = 0; bi < nbat; bi++)
-                for (int tower = 0; tower < 2; tower++) {
-                    if (!strstr(towers, tower ? "text" : "vision")) continue;
+                for (int tower = 0; tower < 2; tower++)
+                  for (int pi = 0; pi < 2; pi++) {
+                    if (!strstr(towers, tower ? "text" : "vision") || !mp[pi]) continue;
+                    const pe_model *pm = mp[pi];
                     int B = batches[bi], nt = threads[ti];
                     pe_ctx_opts o;
                     pe_ctx_opts_default(&o);
                     o.max_batch = B;
                     o.n_threads = nt;
                     pe_ctx *ctx = NULL;
-                    if ((rc = pe_ctx_new(m, &o, &ctx))) { fprintf(stderr, "%s\n", perr_msg()); return 1; }
+                    if ((rc = pe_ctx_new(pm, &o, &ctx))) { fprintf(stderr, "%s\n", perr_msg()); return 1; }
                     /* experiment: OpenBLAS threads inside the passes instead
                      * of (or on top of) the context's pool */
                     if (blas_threads > 0) openblas_set_num_threads(blas_threads);
@@ -265,26 +284,27 @@ int main(int argc, char **argv) {
                     stats s = summarize(t, n_rep), sc = summarize(tc, n_rep);
                     double fl = tower ? B * text_flops(c, qlen) : B * vision_flops(c);
                     double gf = fl / s.median * 1e-9;
-                    /* fp32 peak of nt threads (the precision in use) */
-                    double ref = bench_peak_fp32(&peak, nt);
+                    /* the peak of nt threads for the precision in use */
+                    double ref = pi ? peak.rate[BENCH_PEAK_BF16][nt] : bench_peak_fp32(&peak, nt);
                     /* CPU-time efficiency: FLOPs per CPU-second of the whole
                      * process (pool spinning and barriers included) over one
                      * core's peak FLOPs per CPU-second; robust to time
                      * slicing on a shared machine, not to cache contention. */
-                    double pk1 = bench_peak_fp32(&peak, 1);
+                    double pk1 = pi ? peak.rate[BENCH_PEAK_BF16][1] : bench_peak_fp32(&peak, 1);
                     double eff_cpu = pk1 > 0 ? 100 * fl / sc.median * 1e-9 / pk1 : 0;
-                    printf("| %s | %s | %d | %d | %.2f | %.2f | %.2f-%.2f | %.1f | %.1f | %.0f%% | %.0f%% | %.6g |\n",
-                           c->name, tower ? "text (10 tok)" : "vision", nt, B, B / s.median, s.median * 1e3,
+                    printf("| %s | %s | %s | %d | %d | %.2f | %.2f | %.2f-%.2f | %.1f | %.1f | %.0f%% | %.0f%% | %.6g |\n",
+                           c->name, pi ? "bf16" : "fp32", tower ? "text (10 tok)" : "vision", nt, B, B / s.median, s.median * 1e3,
                            s.min * 1e3, s.max * 1e3, sc.median * 1e3, gf, ref > 0 ? 100 * gf / ref : 0, eff_cpu, sum);
                     fflush(stdout);
                     free(t);
                     free(tc);
                     pe_ctx_free(ctx);
                 }
-        printf("| %s | peak RSS so far %ld MB | | | | | | | | | | |\n", c->name, peak_rss_mb());
+        printf("| %s | | peak RSS so far %ld MB | | | | | | | | | | |\n", c->name, peak_rss_mb());
         free(px);
         free(out);
         free(ids);
+        if (mp[1]) pe_model_free(mp[1]);
         pe_model_free(m);
     }
     printf("\n(timings on a shared machine are noisy; GFLOP/s counts matrix-product FLOPs only)\n");

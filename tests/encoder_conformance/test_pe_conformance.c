@@ -550,6 +550,19 @@ static void test_misuse(void) {
     pe_ctx_free(c);
 }
 
+/* After every pass above (all the shapes this model meets), no product
+ * ran on oneDNN's reference code: a shape its fast kernels refuse (a
+ * strided output did, in 2.6) would pass conformance at a tenth the speed. */
+static void test_kernels(void) {
+    int n_slow = -1;
+    const char *k = pe_model_kernel(model, &n_slow);
+    printf("  instruction set %s, kernel %s, precision %s, matrices on reference code: %d\n", pe_cpu_isa(), k,
+           pe_precision_name(pe_model_precision(model)), n_slow);
+    CHECK(k && *k && strncmp(k, "ref", 3) != 0);
+    CHECK_EQ_INT(n_slow, 0);
+    CHECK_STR(pe_precision_name(pe_model_precision(model)), "fp32");
+}
+
 static void test_missing_file(void) {
     pe_model *m = NULL;
     int rc = pe_model_load("/nonexistent/model.safetensors", NULL, &m);
@@ -573,6 +586,7 @@ int main(void) {
     T_RUN(test_texts);
     T_RUN(test_concurrent_contexts);
     T_RUN(test_misuse);
+    T_RUN(test_kernels);
     T_RUN(test_missing_file);
     printf("worst max rel diff over all comparisons: %.3g (tolerance %.0e)\n", worst, TOL);
     pe_model_free(model);
