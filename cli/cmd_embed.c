@@ -36,7 +36,7 @@ static void usage(FILE *f) {
     fprintf(f,
         "usage: percept embed [--model FILE] [--config FILE] [--vocab FILE]\n"
         "                     (--image PATH | --text STRING | --pixels PATH | --video PATH)...\n"
-        "                     [--frames N] [--no-normalize] [--threads N]\n"
+        "                     [--frames N] [--no-normalize] [--threads N] [--precision fp32|bf16]\n"
         "       percept embed --server HOST:PORT [--token-file F] (--image PATH | --text STRING)...\n"
         "\n"
         "Prints one JSON object per input, in order: {\"dim\": D, \"vector\": [...]}.\n"
@@ -60,6 +60,8 @@ static void usage(FILE *f) {
         "  --vocab FILE    bpe_simple_vocab_16e6.txt.gz (needed with --text)\n"
         "  --no-normalize  print the raw embedding (default: L2-normalized)\n"
         "  --threads N     threads for the forward passes (default: all cores)\n"
+        "  --precision P   fp32 (default, exact) or bf16 (CPUs with AVX512_BF16/AMX;\n"
+        "                  cosine to fp32 >= 0.9999, docs/encoder.md)\n"
         "  --server HOST:PORT  embed with a running `percept serve` (its model and\n"
         "                  its preprocessing, as for stored photos; images uploaded)\n"
         "  --token-file F  the server's token (else $PERCEPT_TOKEN)\n");
@@ -157,7 +159,8 @@ static int embed_remote(const input *in, int n_in, const char *server, const cha
 }
 
 static int cmd_embed(int argc, char **argv) {
-    const char *model_flag = NULL, *vocab_flag = NULL, *config_flag = NULL, *server = NULL, *token_file = NULL;
+    const char *model_flag = NULL, *vocab_flag = NULL, *config_flag = NULL, *server = NULL, *token_file = NULL,
+               *precision = NULL;
     int normalize = 1, frames = 8;
     long threads = sysconf(_SC_NPROCESSORS_ONLN);
     if (threads < 1) threads = 1;
@@ -172,7 +175,7 @@ static int cmd_embed(int argc, char **argv) {
         int takes = !strcmp(a, "--model") || !strcmp(a, "--vocab") || !strcmp(a, "--config") ||
                     !strcmp(a, "--image") || !strcmp(a, "--text") || !strcmp(a, "--pixels") ||
                     !strcmp(a, "--threads") || !strcmp(a, "--video") || !strcmp(a, "--frames") ||
-                    !strcmp(a, "--server") || !strcmp(a, "--token-file");
+                    !strcmp(a, "--server") || !strcmp(a, "--token-file") || !strcmp(a, "--precision");
         if (!takes) {
             fprintf(stderr, "percept embed: unknown argument '%s'\n", a);
             usage(stderr);
@@ -188,6 +191,7 @@ static int cmd_embed(int argc, char **argv) {
         if (!strcmp(a, "--model")) model_flag = v;
         else if (!strcmp(a, "--server")) server = v;
         else if (!strcmp(a, "--token-file")) token_file = v;
+        else if (!strcmp(a, "--precision")) precision = v;
         else if (!strcmp(a, "--vocab")) vocab_flag = v;
         else if (!strcmp(a, "--config")) config_flag = v;
         else if (!strcmp(a, "--frames")) {
@@ -225,8 +229,8 @@ static int cmd_embed(int argc, char **argv) {
 
     if (server) {
         int rc = PERR_OK;
-        if (model_flag || vocab_flag || config_flag || !normalize)
-            rc = perr_set(PERR_INVALID, "--model, --vocab, --config and --no-normalize do not go with --server "
+        if (model_flag || vocab_flag || config_flag || precision || !normalize)
+            rc = perr_set(PERR_INVALID, "--model, --vocab, --config, --precision and --no-normalize do not go with --server "
                                         "(the server's model embeds, normalized)");
         int st = rc ? cli_fail("embed", rc) : embed_remote(in, n_in, server, token_file);
         free(in);
@@ -244,6 +248,7 @@ static int cmd_embed(int argc, char **argv) {
     pe_load_opts lo;
     pe_load_opts_default(&lo);
     lo.config_path = config_flag;
+    if (precision && (rc = pe_precision_parse(precision, &lo.precision))) { status = cli_fail("embed", rc); goto done; }
     if ((rc = pe_model_load(model_path, &lo, &m))) { status = cli_fail("embed", rc); goto done; }
     const pe_config *cfg = pe_model_config(m);
     int S = cfg->image_size, D = cfg->output_dim, L = cfg->context_length;

@@ -3,6 +3,7 @@
  * them); add fields, never rename or remove them. */
 #include "cli/cli.h"
 #include "common/perr.h"
+#include "encoder/pe.h"
 #include "encoder/pe_config.h"
 #include "encoder/pe_weights.h"
 
@@ -16,7 +17,9 @@ static void usage(FILE *f) {
             "Prints the configuration of a PE_core checkpoint (.pt or .safetensors) as JSON:\n"
             "name, format, image_size, patch_size, width, layers, heads, mlp_width, use_cls_token,\n"
             "pool_heads, output_dim, context_length, text_width, text_layers, text_heads,\n"
-            "vocab_size, parameters, dtype, layerscale, config_source, unexpected_keys.\n"
+            "vocab_size, parameters, dtype, layerscale, config_source, unexpected_keys,\n"
+            "encoder_isa (the instruction set the matrix products use on this CPU) and\n"
+            "precisions (those this CPU runs natively: fp32, and bf16 with AVX512_BF16/AMX).\n"
             "FILE defaults to --model / $PERCEPT_MODEL / the installed default model.\n"
             "--config JSON  configuration for a checkpoint that is not an official one\n"
             "               ({\"vision\": {...}, \"text\": {...}}, as the fixtures' config.json).\n");
@@ -72,6 +75,10 @@ static int model_info(int argc, char **argv) {
     cJSON_AddBoolToObject(o, "layerscale", c.has_layerscale);
     cJSON_AddStringToObject(o, "config_source", rep.source);
     cJSON_AddNumberToObject(o, "unexpected_keys", rep.n_unexpected);
+    cJSON_AddStringToObject(o, "encoder_isa", pe_cpu_isa());
+    cJSON *pr = cJSON_AddArrayToObject(o, "precisions");
+    cJSON_AddItemToArray(pr, cJSON_CreateString("fp32"));
+    if (pe_precision_supported(PE_PRECISION_BF16, NULL, 0)) cJSON_AddItemToArray(pr, cJSON_CreateString("bf16"));
     char *s = cJSON_PrintUnformatted(o);
     int ret = CLI_OK;
     if (s) printf("%s\n", s);

@@ -98,6 +98,7 @@ static int cmd_serve(int argc, char **argv) {
         eng_open_opts o;
         eng_open_opts_default(&o);
         o.model_path = a.model;
+        o.precision = a.precision;
         const char *ev = getenv("PERCEPT_VOCAB");
         o.vocab_path = a.vocab ? a.vocab : (ev && *ev ? ev : NULL);
         o.map_size = a.map_size;

@@ -58,6 +58,8 @@ static int cmd_stats(int argc, char **argv) {
             cJSON_AddStringToObject(m, "path", info.model_path);
             cJSON_AddStringToObject(m, "fingerprint", fp);
             cJSON_AddNumberToObject(m, "dim", info.dim);
+            cJSON_AddStringToObject(m, "precision", info.precision);
+            cJSON_AddStringToObject(m, "encoder_isa", info.encoder_isa);
             cJSON_AddNumberToObject(j, "layout_version", info.layout_version);
             cJSON *arr = cJSON_AddArrayToObject(j, "collections");
             for (int i = 0; i < n; i++) {
@@ -67,6 +69,8 @@ static int cmd_stats(int argc, char **argv) {
         } else {
             printf("items        %llu\n", (unsigned long long)st.n_items);
             printf("model        %s (%s, fingerprint %s, dim %d)\n", info.model_name, info.model_path, fp, info.dim);
+            printf("encoder      %s vectors, matrix products on %s\n", info.precision[0] ? info.precision : "fp32",
+                   info.encoder_isa[0] ? info.encoder_isa : "?");
             printf("lmdb         %.1f MiB (map %.1f GiB)\n", st.lmdb_bytes / 1048576.0, st.map_size / 1073741824.0);
             if (st.n_items)
                 printf("per item     %.1f KiB in LMDB (file size / items; a %d-d vector alone takes %.1f KiB%s)\n",

@@ -16,6 +16,7 @@ int db_take_opt(db_args *a, int argc, char **argv, int *i) {
     if (!strcmp(o, "--db")) slot = &a->db;
     else if (!strcmp(o, "--model")) slot = &a->model;
     else if (!strcmp(o, "--vocab")) slot = &a->vocab;
+    else if (!strcmp(o, "--precision")) slot = &a->precision;
     else if (!strcmp(o, "--server") && !a->local_only) slot = &a->server;
     else if (!strcmp(o, "--token-file") && !a->local_only) slot = &a->token_file;
     else if (!strcmp(o, "--json") && !a->no_json) { a->json = 1; return 1; }
@@ -35,6 +36,7 @@ int db_open(const db_args *a, int create, int read_only, eng_db **out) {
     eng_open_opts o;
     eng_open_opts_default(&o);
     o.model_path = a->model;
+    o.precision = a->precision;
     o.read_only = read_only;
     o.map_size = a->map_size;
     const char *ev = getenv("PERCEPT_VOCAB");

@@ -15,13 +15,14 @@ typedef struct db_args {
     size_t map_size;       /* --map-size BYTES (hidden; tests) */
     const char *server;    /* --server HOST:PORT: a percept serve instead of --db */
     const char *token_file;/* --token-file F */
+    const char *precision; /* --precision fp32|bf16 (eng_open_opts.precision) */
     int json;              /* --json */
     int local_only;        /* set by the command: no --server/--token-file... */
     int no_json;           /* ...no --json (they are then "unknown options") */
 } db_args;
 
 /* Consumes an option every database command shares at argv[*i] (--db,
- * --model, --vocab, --map-size, --server, --token-file, --json); returns 1
+ * --model, --vocab, --map-size, --server, --token-file, --json, --precision); returns 1
  * when it did (advancing *i), 0 when argv[*i] is something else, -1 on a
  * missing value (message set). */
 int db_take_opt(db_args *a, int argc, char **argv, int *i);

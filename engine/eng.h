@@ -62,6 +62,12 @@ typedef struct eng_open_opts {
      * default and cap ENG_GROUP_MAX = 256; 1: a transaction per upload,
      * for comparison in bench_server). */
     int upload_group_max;
+    /* Precision of the encoder's matrix products, "fp32" or "bf16"
+     * (docs/encoder.md). A database records the precision its vectors are
+     * made with when it is created (fp32 when not given); NULL opens it with
+     * the recorded one, another one is refused (PERR_MODEL): vectors of two
+     * precisions would be mixed in one index. */
+    const char *precision;
 } eng_open_opts;
 
 void eng_open_opts_default(eng_open_opts *o);
@@ -87,6 +93,8 @@ typedef struct eng_info {
     uint64_t model_fingerprint;
     int dim;
     uint32_t layout_version;
+    char precision[8];          /* "fp32", "bf16": of the database's vectors */
+    char encoder_isa[32];       /* instruction set of the encoder's products here */
 } eng_info;
 int eng_get_info(eng_db *db, eng_info *out);
 

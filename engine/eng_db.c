@@ -57,13 +57,16 @@ void eng_open_opts_default(eng_open_opts *o) {
 
 /* ------------------------------------------------------------ engine file */
 
-/* <dir>/engine.json: {"model_path": "...", "thresholds": {"set": x, ...}}.
+/* <dir>/engine.json: {"model_path": "...", "precision": "fp32",
+ * "thresholds": {"set": x, ...}} (no "precision": fp32, the only one
+ * before it was recorded).
  * Written atomically (temp file, fsync, rename, fsync of the directory). */
 static int write_engine_file(eng_db *db) {
     cJSON *root = cJSON_CreateObject();
     if (!root) return perr_set(PERR_NOMEM, "engine.json: out of memory");
     cJSON_AddStringToObject(root, "model_path", db->model_path ? db->model_path : "");
     if (db->vocab_path) cJSON_AddStringToObject(root, "vocab_path", db->vocab_path);
+    cJSON_AddStringToObject(root, "precision", pe_precision_name(db->prec));
     cJSON *th = cJSON_AddObjectToObject(root, "thresholds");
     for (int i = 0; i < db->n_thr; i++) cJSON_AddNumberToObject(th, db->thr[i].set, db->thr[i].value);
     char *text = cJSON_Print(root);
@@ -111,6 +114,14 @@ static int read_engine_file(eng_db *db) {
     if (cJSON_IsString(mp) && mp->valuestring[0]) db->model_path = strdup(mp->valuestring);
     const cJSON *vp = cJSON_GetObjectItemCaseSensitive(root, "vocab_path");
     if (cJSON_IsString(vp) && vp->valuestring[0] && !db->vocab_path) db->vocab_path = strdup(vp->valuestring);
+    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(root, "precision");
+    if (pr) {
+        if (!cJSON_IsString(pr) || pe_precision_parse(pr->valuestring, &db->prec)) {
+            cJSON_Delete(root);
+            return perr_set(PERR_FORMAT, "%s: \"precision\" is not fp32 or bf16", path);
+        }
+        db->prec_recorded = 1;
+    }
     const cJSON *th = cJSON_GetObjectItemCaseSensitive(root, "thresholds");
     int cnt = cJSON_IsObject(th) ? cJSON_GetArraySize(th) : 0;
     if (cnt > 0) {
@@ -132,6 +143,7 @@ static int read_engine_file(eng_db *db) {
 static int load_model(eng_db *db, const char *path, pe_model **out) {
     pe_load_opts lo;
     pe_load_opts_default(&lo);
+    lo.precision = db->prec;
     int rc = pe_model_load(path, &lo, out);
     if (rc) return perr_prefix(rc, "model %s", path);
     return PERR_OK;
@@ -145,6 +157,25 @@ static int model_mismatch(eng_db *db, const char *path, const pe_model *m) {
         db->dir, db->model_name, (unsigned long long)db->fingerprint, db->dim,
         db->model_path ? ", file " : "", db->model_path ? db->model_path : "",
         path, c->name, (unsigned long long)pe_model_fingerprint(m), c->output_dim);
+}
+
+/* The precision of this database's vectors: recorded, else fp32 for an
+ * existing database (all were) or the requested one for a new database;
+ * a request for another one than recorded is refused. */
+static int resolve_precision(eng_db *db, const eng_open_opts *o, int is_new) {
+    pe_precision want = PE_PRECISION_FP32;
+    if (o->precision) {
+        int rc = pe_precision_parse(o->precision, &want);
+        if (rc) return rc;
+    }
+    if (!db->prec_recorded) db->prec = is_new ? want : PE_PRECISION_FP32;
+    if (o->precision && want != db->prec)
+        return perr_set(PERR_MODEL,
+                        "database %s holds %s vectors; encoding with %s would mix two precisions in its indexes "
+                        "(bf16 vs fp32 cosine ~0.9999, docs/encoder.md): open it with --precision %s or without "
+                        "--precision",
+                        db->dir, pe_precision_name(db->prec), pe_precision_name(want), pe_precision_name(db->prec));
+    return PERR_OK;
 }
 
 /* Called with model_mu held, model loaded: creates the context pool. */
@@ -854,6 +885,7 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
     if (rc) goto fail;
     rc = read_engine_file(db);
     if (rc) goto fail;
+    if ((rc = resolve_precision(db, o, info.dim == 0))) goto fail;
 
     if (o->model_path && !given) {
         rc = load_model(db, o->model_path, &given);
@@ -902,7 +934,8 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
             goto fail;
         }
         char *abs = realpath(o->model_path, NULL);
-        int changed = !db->model_path || strcmp(db->model_path, abs ? abs : o->model_path);
+        int changed = !db->model_path || strcmp(db->model_path, abs ? abs : o->model_path) ||
+                      !db->prec_recorded;
         free(db->model_path);
         db->model_path = abs ? abs : strdup(o->model_path);
         db->model = given;
@@ -1016,6 +1049,8 @@ int eng_get_info(eng_db *db, eng_info *out) {
     snprintf(out->model_path, sizeof out->model_path, "%s", db->model_path ? db->model_path : "");
     snprintf(out->model_name, sizeof out->model_name, "%s", db->model_name);
     out->model_fingerprint = db->fingerprint;
+    snprintf(out->precision, sizeof out->precision, "%s", pe_precision_name(db->prec));
+    snprintf(out->encoder_isa, sizeof out->encoder_isa, "%s", pe_cpu_isa());
     out->dim = db->dim;
     out->layout_version = ST_LAYOUT_VERSION;
     return PERR_OK;

@@ -58,6 +58,8 @@ struct eng_db {
     uint64_t fingerprint;
     char model_name[ST_MODEL_NAME_MAX + 1];
     char *model_path;       /* recorded (or given) model path */
+    pe_precision prec;      /* of the vectors (engine.json "precision") */
+    int prec_recorded;      /* engine.json has it */
     char *vocab_path;
 
     /* encoder, loaded lazily under model_mu */

@@ -732,6 +732,8 @@ static int parse_stats(const msgpack_object *o, void *user) {
         memset(so->info, 0, sizeof *so->info);
         copy_str(so->info->model_name, sizeof so->info->model_name, net_mp_get(m, "name"));
         copy_str(so->info->model_path, sizeof so->info->model_path, net_mp_get(m, "path"));
+        copy_str(so->info->precision, sizeof so->info->precision, net_mp_get(m, "precision"));
+        copy_str(so->info->encoder_isa, sizeof so->info->encoder_isa, net_mp_get(m, "encoder_isa"));
         const msgpack_object *fp = net_mp_get(m, "fingerprint");
         if (fp && fp->type == MSGPACK_OBJECT_POSITIVE_INTEGER) so->info->model_fingerprint = fp->via.u64;
         so->info->dim = (int)num(net_mp_get(m, "dim"), 0);

@@ -532,8 +532,10 @@ static int op_stats(const net_op_ctx *c, msgpack_packer *pk) {
     net_mp_pack_key(pk, "index_bytes"); msgpack_pack_uint64(pk, st.index_bytes);
     net_mp_pack_key(pk, "map_size"); msgpack_pack_uint64(pk, st.map_size);
     net_mp_pack_key(pk, "model");
-    msgpack_pack_map(pk, 5);
+    msgpack_pack_map(pk, 7);
     net_mp_pack_key(pk, "name"); net_mp_pack_cstr(pk, info.model_name);
+    net_mp_pack_key(pk, "precision"); net_mp_pack_cstr(pk, info.precision);
+    net_mp_pack_key(pk, "encoder_isa"); net_mp_pack_cstr(pk, info.encoder_isa);
     net_mp_pack_key(pk, "layout_version"); msgpack_pack_uint32(pk, info.layout_version);
     net_mp_pack_key(pk, "path"); net_mp_pack_cstr(pk, info.model_path);
     net_mp_pack_key(pk, "fingerprint"); msgpack_pack_uint64(pk, info.model_fingerprint);

@@ -869,13 +869,15 @@ static void handle_hello(conn *c, const net_header *h, const uint8_t *p, size_t 
     msgpack_packer pk;
     if (sbuf_init(&sb)) { msgpack_sbuffer_destroy(&sb); rc = PERR_NOMEM; snprintf(msg, sizeof msg, "HELLO"); goto fail; }
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 10);
+    msgpack_pack_map(&pk, 12);
     net_mp_pack_key(&pk, "version"); msgpack_pack_int(&pk, version);
     net_mp_pack_key(&pk, "server"); net_mp_pack_cstr(&pk, "percept/0.1.0");
     net_mp_pack_key(&pk, "authenticated"); msgpack_pack_int(&pk, c->authed);
     net_mp_pack_key(&pk, "auth_required"); msgpack_pack_int(&pk, s->token != NULL);
     net_mp_pack_key(&pk, "model"); net_mp_pack_cstr(&pk, s->info.model_name);
     net_mp_pack_key(&pk, "dim"); msgpack_pack_int(&pk, s->info.dim);
+    net_mp_pack_key(&pk, "precision"); net_mp_pack_cstr(&pk, s->info.precision);
+    net_mp_pack_key(&pk, "encoder_isa"); net_mp_pack_cstr(&pk, s->info.encoder_isa);
     net_mp_pack_key(&pk, "max_frame"); msgpack_pack_uint32(&pk, s->o.max_frame);
     net_mp_pack_key(&pk, "max_inflight"); msgpack_pack_int(&pk, s->o.max_inflight);
     net_mp_pack_key(&pk, "idle_timeout_ms"); msgpack_pack_int(&pk, s->o.idle_timeout_ms);
