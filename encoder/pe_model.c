@@ -10,12 +10,14 @@
  * number of threads may share it.
  * A pe_ctx owns everything a forward pass writes: the activation buffers
  * for max_batch items, per-thread scratch, and its thread pool. Nothing is
- * allocated during a forward pass.
+ * allocated during a forward pass (the matrix products' first-use
+ * primitives and staging aside, pe_mm.h).
  * OpenBLAS runs single-threaded (set at pe_ctx_new; process-global): the
  * context's own pool supplies the parallelism, so n_threads is the number
  * of cores a pass uses and concurrent contexts never oversubscribe through
  * hidden BLAS threads. See docs/encoder.md.
- * Never does: abort on a bad file or input, allocate in pe_encode_*.
+ * Never does: abort on a bad file or input, allocate its own buffers in
+ * pe_encode_*.
  */
 #define _GNU_SOURCE
 #include "encoder/pe.h"

@@ -10,7 +10,8 @@
  * into PE_PARTS column slices, each thread streaming its slices).
  * With a trace hook the full context is computed so that every golden
  * row can be compared; the pooled result is the same either way.
- * Never does: allocate, write to the model.
+ * Never does: allocate or write to the model (pe_mm's first-use primitive
+ * cache aside).
  */
 #include "encoder/pe_kernels.h"
 #include "encoder/pe_model_impl.h"

@@ -10,7 +10,8 @@
  *   C  row blocks:  out_proj -> +residual -> ln_2 -> c_fc -> GELU ->
  *      c_proj -> +residual, the MLP hidden rows never leaving the thread
  * Row tasks are independent, so no barrier is needed inside A or C.
- * Never does: allocate, touch the model (read-only), or call the trace
+ * Never does: allocate (pe_mm aside: first-use primitives), write the model
+ * (pe_mm's primitive cache aside), or call the trace
  * hook from a worker thread (item-0 rows are copied to the trace buffer
  * and emitted by the caller thread between regions).
  */

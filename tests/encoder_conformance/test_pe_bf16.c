@@ -3,15 +3,15 @@
  *
  *   test_pe_bf16            tiny-a: the six fixture images and 60 texts
  *                           (cosine to fp32 and to the official embeddings
- *                           >= 0.9999), every real photo of
- *                           /usr/share/backgrounds (or $PERCEPT_PHOTO_DIR)
+ *                           >= 0.9999), every distinct real photo of the
+ *                           Debian wallpapers (tests/engine/photos.h)
  *                           through our decode (cosine >= 0.9999), and the
  *                           search agreement: recall@10 of the bf16 ranking
  *                           against the fp32 ranking over ~3000 crops of
  *                           those photos (>= 0.95; 1000 of them as queries).
- *   test_pe_bf16 t16 N      the same photos and agreement with a T16-shaped
+ *   test_pe_bf16 t16 [N]    the same photos and agreement with a T16-shaped
  *                           model (random weights in the official shapes,
- *                           384 px), N crops (label slow).
+ *                           384 px), N crops (default 300; label slow).
  *
  * On a CPU without native bf16 (or with ONEDNN_MAX_CPU_ISA below
  * AVX512_CORE_BF16: test_pe_bf16_refused) it checks instead that loading in
@@ -24,12 +24,11 @@
 #include "encoder/pe_config.h"
 #include "encoder/pe_image.h"
 #include "tests/common/testlib.h"
+#include "tests/engine/photos.h"
 
-#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define COS_MIN 0.9999
@@ -65,47 +64,15 @@ static pe_ctx *ctx(const pe_model *m, int batch, int threads) {
 
 /* ------------------------------------------------------------ photos */
 
-typedef struct plist { char **p; int n, cap; } plist;
-
-static void find_photos(const char *dir, plist *l, int depth) {
-    DIR *d = opendir(dir);
-    if (!d || depth > 8) { if (d) closedir(d); return; }
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char *p = t_path("%s/%s", dir, e->d_name);
-        struct stat sb;
-        const char *x = strrchr(e->d_name, '.');
-        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            find_photos(p, l, depth + 1);
-        } else if (x && (!strcasecmp(x, ".jpg") || !strcasecmp(x, ".jpeg") || !strcasecmp(x, ".png") ||
-                         !strcasecmp(x, ".webp"))) {
-            if (l->n == l->cap) l->p = realloc(l->p, sizeof *l->p * (size_t)(l->cap = l->cap ? 2 * l->cap : 64));
-            l->p[l->n++] = p;
-            p = NULL;
-        }
-        free(p);
-    }
-    closedir(d);
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static plist photos(void) {
-    const char *dir = getenv("PERCEPT_PHOTO_DIR");
-    if (!dir || !*dir) dir = "/usr/share/backgrounds";
-    plist l = {0};
-    find_photos(dir, &l, 0);
-    if (l.n) qsort(l.p, (size_t)l.n, sizeof *l.p, cmp_str);
-    if (l.n < 20)
-        t_fail(__FILE__, __LINE__, "%d photos under %s: this test needs real photos (Debian's desktop backgrounds, "
-               "scripts/deps.sh, or set PERCEPT_PHOTO_DIR)", l.n, dir);
-    return l;
-}
-
-static void plist_free(plist *l) {
-    for (int i = 0; i < l->n; i++) free(l->p[i]);
-    free(l->p);
+/* Distinct real photos (tests/engine/photos.h: Debian's wallpapers, one
+ * per picture, scaled to max_side). */
+static photo_set photos(int max_side) {
+    photo_set ps = {0};
+    int n = photos_gather(&ps, 0, max_side);
+    if (n < 20)
+        t_fail(__FILE__, __LINE__, "%d photos: this test needs real photos (Debian's desktop backgrounds, "
+               "scripts/deps.sh)", n);
+    return ps;
 }
 
 /* Each photo through our decode at S (cosine bf16 vs fp32), and crops
@@ -113,7 +80,7 @@ static void plist_free(plist *l) {
  * decode): S x S windows on a grid of `grid` x `grid`
  * positions, for the agreement test. Returns the number of crops made
  * (<= max_crops) with their fp32 and bf16 embeddings (normalized). */
-static int encode_photos(pe_model *m32, pe_model *m16, const plist *l, int grid, int max_crops, float **e32,
+static int encode_photos(pe_model *m32, pe_model *m16, const photo_set *l, int grid, int max_crops, float **e32,
                          float **e16, double *worst_cos) {
     const pe_config *cfg = pe_model_config(m32);
     int S = cfg->image_size, D = cfg->output_dim, G = 2, SG = G * S;
@@ -133,8 +100,8 @@ static int encode_photos(pe_model *m32, pe_model *m16, const plist *l, int grid,
         /* one decode per photo (at G*S); the whole photo at S is its 2x2 mean */
         pe_image_opts o;
         pe_image_opts_default(&o, SG);
-        if (pe_image_preprocess_ex(l->p[i], NULL, 0, NULL, &o, big, NULL)) {
-            printf("  skipped %s: %s\n", l->p[i], perr_msg());
+        if (pe_image_preprocess_ex(l->paths[i], NULL, 0, NULL, &o, big, NULL)) {
+            printf("  skipped %s: %s\n", l->paths[i], perr_msg());
             continue;
         }
         for (int ch = 0; ch < 3; ch++)
@@ -148,7 +115,7 @@ static int encode_photos(pe_model *m32, pe_model *m16, const plist *l, int grid,
         CHECK_OK(pe_encode_pixels(c16, px, 1, o16));
         double cs = cosine(o32, o16, D);
         if (cs < *worst_cos) *worst_cos = cs;
-        if (!(cs >= COS_MIN)) t_fail(__FILE__, __LINE__, "%s: cosine bf16 vs fp32 %.7f < %.4f", l->p[i], cs, COS_MIN);
+        if (!(cs >= COS_MIN)) t_fail(__FILE__, __LINE__, "%s: cosine bf16 vs fp32 %.7f < %.4f", l->paths[i], cs, COS_MIN);
         int nb = 0;
         for (int k = 0; k < per_photo && n + nb < max_crops; k++) {
             /* crop k of a grid x grid raster, in a fixed scattered order */
@@ -214,8 +181,8 @@ static double recall_at_10(const float *e32, const float *e16, int n, int D, int
 }
 
 static void agreement(pe_model *m32, pe_model *m16, int grid, int max_crops, int n_queries) {
-    plist l = photos();
-    if (!l.n) return;
+    photo_set l = photos(2 * pe_model_config(m32)->image_size);
+    if (l.n < 20) { photos_free(&l); return; }
     float *e32 = NULL, *e16 = NULL;
     double worst = 1;
     int n = encode_photos(m32, m16, &l, grid, max_crops, &e32, &e16, &worst);
@@ -233,7 +200,7 @@ static void agreement(pe_model *m32, pe_model *m16, int grid, int max_crops, int
     if (!(cmin >= COS_MIN)) t_fail(__FILE__, __LINE__, "a crop's cosine %.7f < %.4f", cmin, COS_MIN);
     free(e32);
     free(e16);
-    plist_free(&l);
+    photos_free(&l);
 }
 
 /* ------------------------------------------------------------ tiny-a */
@@ -354,7 +321,7 @@ int main(int argc, char **argv) {
     int t16 = argc >= 2 && !strcmp(argv[1], "t16");
     char dir[] = "/tmp/percept-bf16-XXXXXX";
     if (t16) {
-        g_crops = argc >= 3 ? atoi(argv[2]) : 2000;
+        g_crops = argc >= 3 ? atoi(argv[2]) : 300;
         MAIN_REQUIRE(mkdtemp(dir));
         g_path = t_path("%s/t16.safetensors", dir);
         const pe_config *c = NULL;
