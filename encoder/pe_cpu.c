@@ -63,13 +63,19 @@ static void detect(void) {
 #endif
     g_cpu.hw = hw;
     pe_isa cap = PE_ISA_AVX512;
-    const char *env = getenv("PERCEPT_MAX_ISA");
+    const char *env = getenv("PERCEPT_MAX_ISA"), *dnnl = getenv("ONEDNN_MAX_CPU_ISA");
     if (env && *env) {
         if (!strcasecmp(env, "scalar")) cap = PE_ISA_SCALAR;
         else if (!strcasecmp(env, "avx2")) cap = PE_ISA_AVX2;
         else if (!strcasecmp(env, "avx512")) cap = PE_ISA_AVX512;
         else
             fprintf(stderr, "percept: PERCEPT_MAX_ISA=%s not recognised (scalar, avx2, avx512); ignored\n", env);
+    } else if (dnnl && *dnnl) {
+        /* oneDNN's names: SSE41, AVX, AVX2[_VNNI], AVX512_CORE[_VNNI|_BF16|_AMX], ALL */
+        if (!strcasecmp(dnnl, "SSE41") || !strcasecmp(dnnl, "AVX")) cap = PE_ISA_SCALAR;
+        else if (!strncasecmp(dnnl, "AVX2", 4)) cap = PE_ISA_AVX2;
+        else if (!strcasecmp(dnnl, "AVX512_CORE")) g_cpu.hw_bf16 = g_cpu.hw_vnni = 0;
+        else if (!strcasecmp(dnnl, "AVX512_CORE_VNNI")) g_cpu.hw_bf16 = 0;
     }
     apply_level(cap);
 }

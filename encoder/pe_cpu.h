@@ -5,7 +5,9 @@
  * one binary runs AVX-512 kernels on Zen 4/5 and Intel servers, AVX2 on
  * Zen 3 / Haswell, plain C elsewhere. PERCEPT_MAX_ISA=scalar|avx2|avx512
  * in the environment caps the level (to test or bench a lower level on a
- * bigger CPU); it cannot raise it.
+ * bigger CPU); it cannot raise it. One setting caps everything: without
+ * PERCEPT_MAX_ISA, oneDNN's own ONEDNN_MAX_CPU_ISA caps these kernels too,
+ * and PERCEPT_MAX_ISA caps oneDNN (pe_mm.c) unless that one is set.
  */
 #ifndef PERCEPT_PE_CPU_H
 #define PERCEPT_PE_CPU_H
@@ -30,7 +32,7 @@ const pe_cpu_info *pe_cpu(void);
  * call, some of which handle 32 values (measured: pthread_once per call
  * cost more than AVX-512 saved on RoPE and the residual adds). */
 extern int pe_cpu_isa_cache; /* -1 until detected; __atomic builtins only */
-static inline pe_isa pe_cpu_isa(void) {
+static inline pe_isa pe_cpu_level(void) {
     int v = __atomic_load_n(&pe_cpu_isa_cache, __ATOMIC_RELAXED);
     return v >= 0 ? (pe_isa)v : pe_cpu()->isa;
 }

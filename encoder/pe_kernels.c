@@ -22,7 +22,7 @@
 #include <immintrin.h>
 #endif
 
-static inline pe_isa isa(void) { return pe_cpu_isa(); }
+static inline pe_isa isa(void) { return pe_cpu_level(); }
 
 /* ---------------------------------------------------------------- GEMM */
 

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* Rows of the primitive that chooses the packed layout. The layout does
  * not depend on M for brgemm (checked for 1..1000 rows at the T16/B16
@@ -77,7 +78,20 @@ static dnnl_engine_t g_eng;
 static dnnl_status_t g_eng_st;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static void eng_init(void) { g_eng_st = dnnl_engine_create(&g_eng, dnnl_cpu, 0); }
+/* PERCEPT_MAX_ISA caps oneDNN too (pe_cpu.h), unless ONEDNN_MAX_CPU_ISA
+ * says otherwise; oneDNN takes the cap only before its first ISA query. */
+static pthread_once_t g_isa_once = PTHREAD_ONCE_INIT;
+static void isa_init(void) {
+    const char *env = getenv("PERCEPT_MAX_ISA"), *dnnl = getenv("ONEDNN_MAX_CPU_ISA");
+    if (!env || !*env || (dnnl && *dnnl)) return;
+    if (!strcasecmp(env, "scalar")) dnnl_set_max_cpu_isa(dnnl_cpu_isa_sse41);
+    else if (!strcasecmp(env, "avx2")) dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2);
+}
+
+static void eng_init(void) {
+    pthread_once(&g_isa_once, isa_init);
+    g_eng_st = dnnl_engine_create(&g_eng, dnnl_cpu, 0);
+}
 
 static int dnnl_err(dnnl_status_t st, const char *what) {
     if (st == dnnl_success) return PERR_OK;
@@ -104,6 +118,7 @@ static void omp_restore(int prev) {
 }
 
 const char *pe_mm_isa(void) {
+    pthread_once(&g_isa_once, isa_init);
     switch (dnnl_get_effective_cpu_isa()) {
     case dnnl_cpu_isa_sse41: return "sse41";
     case dnnl_cpu_isa_avx: return "avx";
@@ -118,6 +133,7 @@ const char *pe_mm_isa(void) {
 }
 
 int pe_mm_native_bf16(void) {
+    pthread_once(&g_isa_once, isa_init);
     unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), bf16 = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
     return (isa & bf16) == bf16;
 }

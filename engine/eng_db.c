@@ -849,6 +849,8 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
          * model loads would otherwise leave a database without its model
          * (recorded right after the environment is created). */
         if (o->model_path) {
+            /* in the precision asked for; checked against a recorded one below */
+            if (o->precision && (rc = pe_precision_parse(o->precision, &db->prec))) goto fail;
             rc = load_model(db, o->model_path, &given);
             if (rc) goto fail;
         }
@@ -886,6 +888,11 @@ int eng_open(const char *dir, const eng_open_opts *o, eng_db **out) {
     rc = read_engine_file(db);
     if (rc) goto fail;
     if ((rc = resolve_precision(db, o, info.dim == 0))) goto fail;
+    if (given && pe_model_precision(given) != db->prec) {
+        /* loaded early (creation) in another precision than recorded */
+        pe_model_free(given);
+        given = NULL;
+    }
 
     if (o->model_path && !given) {
         rc = load_model(db, o->model_path, &given);

@@ -561,6 +561,10 @@ static void test_kernels(void) {
     CHECK(k && *k && strncmp(k, "ref", 3) != 0);
     CHECK_EQ_INT(n_slow, 0);
     CHECK_STR(pe_precision_name(pe_model_precision(model)), "fp32");
+    /* One setting caps both: PERCEPT_MAX_ISA reached oneDNN (pe_cpu.h). */
+    const char *cap = getenv("PERCEPT_MAX_ISA"), *dnnl = getenv("ONEDNN_MAX_CPU_ISA");
+    if (cap && !(dnnl && *dnnl) && !strcmp(cap, "avx2")) CHECK_STR(pe_cpu_isa(), "avx2");
+    if (cap && !(dnnl && *dnnl) && !strcmp(cap, "scalar")) CHECK_STR(pe_cpu_isa(), "sse41");
 }
 
 static void test_missing_file(void) {

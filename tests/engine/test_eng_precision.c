@@ -64,6 +64,15 @@ static void test_bf16_recorded(void) {
     CHECK_OK(eng_encode_image_file(db, image, w));
     CHECK(memcmp(v, w, 32 * sizeof(float)) == 0);
     CHECK_OK(eng_close(db));
+    /* opened for creation (as `percept ingest` does) without asking: the
+     * model loaded before the record is read is reloaded in bf16 */
+    db = NULL;
+    REQUIRE_OK(open_db(dir, NULL, 1, &db));
+    CHECK_OK(eng_get_info(db, &info));
+    CHECK_STR(info.precision, "bf16");
+    CHECK_OK(eng_encode_image_file(db, image, w));
+    CHECK(memcmp(v, w, 32 * sizeof(float)) == 0);
+    CHECK_OK(eng_close(db));
     /* the same as the encoder in bf16, and not the fp32 vector */
     pe_load_opts lo;
     pe_load_opts_default(&lo);
