@@ -8,6 +8,7 @@ PKGS=(build-essential cmake pkg-config git ca-certificates dpkg-dev
       libavformat-dev libavcodec-dev libswscale-dev libavutil-dev ffmpeg
       libmsgpack-dev libcjson-dev libh2o-dev libxxhash-dev libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3
       gnome-backgrounds mate-backgrounds ukui-wallpapers  # real photos for the engine tests (~100 MB)
+      qemu-user  # tests/encoder_conformance/test_emulated_cpu: the binaries on an emulated Zen 3 and Haswell
       chromium)  # the search page's test (tests/web) drives it headless
 # node + npm for the page test (playwright-core from tests/web's lock file):
 # Debian's, unless a node with npm is already installed.
