@@ -164,6 +164,12 @@ static void attn_task(void *arg, int task, int thread) {
     const float *V = base + 2 * W + hh * hd;
     float *O = j->c->vattn + ((size_t)b * T + q0) * W + hh * hd;
     float *S = j->c->ts[thread].s;
+    if (m->prec == PE_PRECISION_BF16 && pe_attn_bf16_ok(hd)) {
+        /* the bf16 precision: attention's products in bf16 too (vdpbf16ps) */
+        pe_attn_pack_bf16(T, hd, K, 3 * W, V, 3 * W, S);
+        pe_attn_rows_bf16(nq, T, hd, Q, 3 * W, S, O, W);
+        return;
+    }
     if (pe_attn_fast_ok(hd)) {
         pe_attn_pack(T, hd, K, 3 * W, V, 3 * W, S);
         pe_attn_rows(nq, T, hd, Q, 3 * W, S, O, W);
