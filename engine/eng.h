@@ -415,6 +415,9 @@ int eng_encode_text(eng_db *db, const char *text, float *out);
 int eng_encode_image_file(eng_db *db, const char *path, float *out);
 int eng_encode_image_buffer(eng_db *db, const void *data, size_t len, float *out);
 int eng_dim(eng_db *db);
+/* The database directory as given to eng_open (the server keeps it out of
+ * the messages it sends to clients). */
+const char *eng_dir(eng_db *db);
 /* Any media file or buffer, kind decided by content: an image's vector or a
  * video's video vector (vopts NULL: defaults; only frames and the limits
  * apply). meta (may be NULL) is filled for videos and zeroed for images;

@@ -263,6 +263,7 @@ void eng_ctx_put(eng_db *db, pe_ctx *c) {
 }
 
 int eng_dim(eng_db *db) { return db->dim; }
+const char *eng_dir(eng_db *db) { return db->dir; }
 
 int eng_encode_text(eng_db *db, const char *text, float *out) {
     int rc = tokenizer_ready(db);
@@ -677,7 +678,7 @@ int eng_collection_drop(eng_db *db, const char *name) {
     pthread_rwlock_wrlock(&db->coll_lock);
     int rc = PERR_OK;
     eng_coll *c = eng_coll_find(db, name);
-    if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", name, db->dir); goto out; }
+    if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s", name); goto out; }
     st_txn *w;
     rc = st_txn_begin(db->st, 1, &w);
     if (rc) goto out;
@@ -758,7 +759,7 @@ int eng_collection_get(eng_db *db, const char *name, eng_collection_info *out) {
     if (rc) return rc;
     pthread_rwlock_rdlock(&db->coll_lock);
     eng_coll *c = eng_coll_find(db, name);
-    if (!c) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", name, db->dir);
+    if (!c) rc = perr_set(PERR_NOT_FOUND, "no collection %s", name);
     else {
         st_collection sc;
         rc = st_coll_get_id(txn, c->id, &sc);
@@ -1146,7 +1147,7 @@ int eng_get(eng_db *db, uint64_t id, int with_vector, eng_item **out) {
     if (rc) return rc;
     st_item *si = NULL;
     rc = st_item_get(txn, id, &si);
-    if (rc == PERR_NOT_FOUND) perr_set(rc, "no item %llu in %s", (unsigned long long)id, db->dir);
+    if (rc == PERR_NOT_FOUND) perr_set(rc, "no item %llu", (unsigned long long)id);
     eng_item *it = NULL;
     if (rc == PERR_OK) {
         it = calloc(1, sizeof *it);
@@ -1168,6 +1169,25 @@ int eng_get(eng_db *db, uint64_t id, int with_vector, eng_item **out) {
     return PERR_OK;
 }
 
+/* PERR_NOT_FOUND listing every id i with !known[i] (as many as the
+ * message holds, then how many more), after the known ones were done. */
+static int missing_error(const uint64_t *ids, const int *known, int n, int n_missing, const char *done) {
+    char list[768];
+    size_t len = 0;
+    int listed = 0;
+    for (int i = 0; i < n && len < sizeof list - 48; i++) {
+        if (known[i]) continue;
+        int w = snprintf(list + len, sizeof list - len, "%s%llu", listed ? ", " : "", (unsigned long long)ids[i]);
+        if (w < 0 || (size_t)w >= sizeof list - len) break;
+        len += (size_t)w;
+        listed++;
+    }
+    if (listed < n_missing) snprintf(list + len, sizeof list - len, " and %d more", n_missing - listed);
+    if (n_missing == n) return perr_set(PERR_NOT_FOUND, "no item%s %s", n > 1 ? "s" : "", list);
+    return perr_set(PERR_NOT_FOUND, "no item%s %s (%d of %d ids unknown; the others were %s)",
+                    n_missing > 1 ? "s" : "", list, n_missing, n, done);
+}
+
 int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed) {
     if (n_removed) *n_removed = 0;
     if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
@@ -1180,12 +1200,12 @@ int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed) {
     uint64_t *seqs = calloc((size_t)n + 1, sizeof *seqs);
     int *gone = calloc((size_t)n + 1, sizeof *gone);
     uint32_t *nseg = calloc((size_t)n + 1, sizeof *nseg);
-    uint64_t missing = 0;
+    int n_missing = 0;
     if (!colls || !seqs || !gone || !nseg) rc = perr_set(PERR_NOMEM, "remove");
     for (int i = 0; rc == PERR_OK && i < n; i++) {
         st_item *si = NULL;
         int r = st_item_get(w, ids[i], &si);
-        if (r == PERR_NOT_FOUND) { if (!missing) missing = ids[i] ? ids[i] : UINT64_MAX; perr_clear(); continue; }
+        if (r == PERR_NOT_FOUND) { n_missing++; perr_clear(); continue; }
         if (r) { rc = r; break; }
         colls[i] = si->coll;
         nseg[i] = si->n_segments;
@@ -1222,25 +1242,32 @@ int eng_remove(eng_db *db, const uint64_t *ids, int n, int *n_removed) {
         for (int i = 0; rc == PERR_OK && i < nt; i++) rc = compact_if_needed(db, touched[i]);
     }
     pthread_mutex_unlock(&db->write_mu);
+    if (rc == PERR_OK && n_missing) rc = missing_error(ids, gone, n, n_missing, "removed");
     free(colls); free(seqs); free(gone); free(nseg);
-    if (rc == PERR_OK && missing)
-        rc = perr_set(PERR_NOT_FOUND, "no item %llu in %s", (unsigned long long)missing, db->dir);
     return rc;
 }
 
+/* Same rule as eng_remove: the known ids are changed, the unknown ones
+ * listed in one NOT_FOUND. */
 static int label_op(eng_db *db, const char *label, const uint64_t *ids, int n, int add) {
     if (!db->st) return perr_set(PERR_INVALID, "no database open (model-only handle)");
     if (db->read_only) return perr_set(PERR_INVALID, "database %s is open read-only", db->dir);
+    int *known = calloc((size_t)n + 1, sizeof *known);
+    if (!known) return perr_set(PERR_NOMEM, "label");
+    int n_missing = 0;
     pthread_mutex_lock(&db->write_mu);
     st_txn *w;
     int rc = st_txn_begin(db->st, 1, &w);
     for (int i = 0; rc == PERR_OK && i < n; i++) {
         rc = add ? st_label_add(w, ids[i], label) : st_label_remove(w, ids[i], label);
-        if (rc == PERR_NOT_FOUND) perr_set(rc, "no item %llu in %s", (unsigned long long)ids[i], db->dir);
+        if (rc == PERR_NOT_FOUND) { n_missing++; perr_clear(); rc = PERR_OK; continue; }
+        known[i] = rc == PERR_OK;
     }
     if (rc == PERR_OK) rc = st_txn_commit(w);
     else st_txn_abort(w);
     pthread_mutex_unlock(&db->write_mu);
+    if (rc == PERR_OK && n_missing) rc = missing_error(ids, known, n, n_missing, add ? "labelled" : "unlabelled");
+    free(known);
     return rc;
 }
 
@@ -1312,7 +1339,7 @@ int eng_foreach(eng_db *db, const char *collection, int with_vector, eng_item_fn
     for (int i = 0; i < db->n_colls && n < 256; i++)
         if (!collection || !strcmp(collection, db->colls[i].name)) ids[n++] = db->colls[i].id;
     pthread_rwlock_unlock(&db->coll_lock);
-    if (collection && n == 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", collection, db->dir);
+    if (collection && n == 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s", collection);
     foreach_ctx f = {db, txn, with_vector, fn, user, 0};
     for (int i = 0; rc == PERR_OK && i < n; i++) rc = st_scan_items(txn, ids[i], 0, foreach_item, &f);
     st_txn_abort(txn);
@@ -1334,8 +1361,8 @@ int eng_foreach_from(eng_db *db, const char *collection, const char *from_coll, 
         ids[n++] = db->colls[i].id;
     }
     pthread_rwlock_unlock(&db->coll_lock);
-    if (collection && n == 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", collection, db->dir);
-    else if (from_coll && start < 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s (dropped while exporting?)", from_coll, db->dir);
+    if (collection && n == 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s", collection);
+    else if (from_coll && start < 0) rc = perr_set(PERR_NOT_FOUND, "no collection %s (dropped while exporting?)", from_coll);
     foreach_ctx f = {db, txn, with_vector, fn, user, 0};
     for (int i = from_coll ? start : 0; rc == PERR_OK && !f.stopped && i < n; i++)
         rc = st_scan_items(txn, ids[i], from_coll && i == start ? after_id : 0, foreach_item, &f);

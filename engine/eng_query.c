@@ -283,7 +283,7 @@ static int search_vec(eng_db *db, const float *vec, const eng_query *q, uint64_t
     pthread_rwlock_rdlock(&db->coll_lock);
     for (int i = 0; rc == PERR_OK && i < nn; i++) {
         eng_coll *c = eng_coll_find(db, names[i]);
-        if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", names[i], db->dir); break; }
+        if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s", names[i]); break; }
         rc = search_coll(db, txn, c, vec, q, NULL, k + (skip ? 1 : 0), &cs);
     }
     if (rc == PERR_OK) rc = resolve_ex(db, txn, &cs, k, skip, q->segments, out);
@@ -414,7 +414,7 @@ int eng_search_vectors(eng_db *db, const float *vectors, int nq, int dim, const 
     pthread_rwlock_rdlock(&db->coll_lock);
     for (int ci = 0; rc == PERR_OK && ci < nn; ci++) {
         eng_coll *c = eng_coll_find(db, names[ci]);
-        if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", names[ci], db->dir); break; }
+        if (!c) { rc = perr_set(PERR_NOT_FOUND, "no collection %s", names[ci]); break; }
         size_t cnt = idx_count(c->ix);
         int kk = k;
         if ((size_t)kk > cnt) kk = (int)cnt;
@@ -609,7 +609,7 @@ int eng_moderate_vector(eng_db *db, const float *vector, const char *const *sets
             const char *colon = strchr(sets[s], ':');
             snprintf(cn, sizeof cn, "%.*s", colon ? (int)(colon - sets[s]) : (int)strlen(sets[s]), sets[s]);
             eng_coll *c = eng_coll_find(db, cn);
-            if (!c) { rc = perr_set(PERR_NOT_FOUND, "set %s: no collection %s in %s", sets[s], cn, db->dir); break; }
+            if (!c) { rc = perr_set(PERR_NOT_FOUND, "set %s: no collection %s", sets[s], cn); break; }
             eng_query q;
             eng_query_default(&q);
             cands cs = {0};
@@ -772,7 +772,7 @@ static int exact_dups(eng_db *db, const char *collection, eng_dups **out) {
     }
     pthread_rwlock_unlock(&db->coll_lock);
     st_txn_abort(txn);
-    if (rc == PERR_OK && collection && !found) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", collection, db->dir);
+    if (rc == PERR_OK && collection && !found) rc = perr_set(PERR_NOT_FOUND, "no collection %s", collection);
     eng_dups *res = rc ? NULL : calloc(1, sizeof *res);
     if (!rc && !res) rc = perr_set(PERR_NOMEM, "duplicates");
     if (rc == PERR_OK && s.n) {
@@ -813,7 +813,7 @@ int eng_find_dups(eng_db *db, const char *collection, eng_dup_tier tier, float t
     dup_scan s = {&d, NULL, db->dim};
     pthread_rwlock_rdlock(&db->coll_lock);
     eng_coll *c = eng_coll_find(db, collection);
-    if (!c) rc = perr_set(PERR_NOT_FOUND, "no collection %s in %s", collection, db->dir);
+    if (!c) rc = perr_set(PERR_NOT_FOUND, "no collection %s", collection);
     if (rc == PERR_OK) rc = st_scan_vectors(txn, c->id, 0, dup_collect, &s);
     if (rc == PERR_OK) {
         d.parent = malloc(sizeof(size_t) * (d.n + 1));

@@ -4,6 +4,7 @@
 #include "common/perr.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,55 @@ int net_mp_unpack(const uint8_t *buf, size_t len, msgpack_unpacked *u, const msg
     return PERR_OK;
 }
 
+static int check_text(const msgpack_object *o, const char *what);
+
+int net_mp_request(const uint8_t *buf, size_t len, msgpack_unpacked *u, const msgpack_object **out) {
+    static const msgpack_object empty = {.type = MSGPACK_OBJECT_MAP};
+    *out = NULL;
+    const msgpack_object *o = &empty; /* an empty payload, or nil, is an empty map */
+    if (len) {
+        int rc = net_mp_unpack(buf, len, u, &o);
+        if (rc) return rc;
+        if (o->type == MSGPACK_OBJECT_NIL) o = &empty;
+        if (o->type != MSGPACK_OBJECT_MAP) return perr_set(PERR_INVALID, "the payload must be a MessagePack map");
+        rc = net_mp_check_keys(o, "payload");
+        if (rc) return rc;
+    }
+    *out = o;
+    return PERR_OK;
+}
+
+static int key_cmp(const void *a, const void *b) {
+    const msgpack_object *x = *(const msgpack_object *const *)a, *y = *(const msgpack_object *const *)b;
+    if (x->via.str.size != y->via.str.size) return x->via.str.size < y->via.str.size ? -1 : 1;
+    return memcmp(x->via.str.ptr, y->via.str.ptr, x->via.str.size);
+}
+
+int net_mp_check_keys(const msgpack_object *map, const char *what) {
+    const msgpack_object_kv *kv = map->via.map.ptr;
+    uint32_t n = map->via.map.size;
+    for (uint32_t i = 0; i < n; i++) {
+        if (kv[i].key.type != MSGPACK_OBJECT_STR)
+            return perr_set(PERR_INVALID, "%s: map key %u is not a string", what, i);
+        int rc = check_text(&kv[i].key, "(a key)");
+        if (rc) return perr_prefix(rc, "%s: map key %u", what, i);
+    }
+    if (n < 2) return PERR_OK;
+    /* Duplicates would make "which one counts" a guess: refused. Sorted
+     * (not pairwise) so a map of a million keys stays cheap. */
+    const msgpack_object **k = malloc(sizeof *k * n);
+    if (!k) return perr_set(PERR_NOMEM, "%s: %u keys", what, n);
+    for (uint32_t i = 0; i < n; i++) k[i] = &kv[i].key;
+    qsort(k, n, sizeof *k, key_cmp);
+    int rc = PERR_OK;
+    for (uint32_t i = 1; i < n && !rc; i++)
+        if (!key_cmp(&k[i - 1], &k[i]))
+            rc = perr_set(PERR_INVALID, "%s: key \"%.*s\" appears twice", what,
+                          (int)(k[i]->via.str.size > 64 ? 64 : k[i]->via.str.size), k[i]->via.str.ptr);
+    free(k);
+    return rc;
+}
+
 const msgpack_object *net_mp_get(const msgpack_object *map, const char *key) {
     if (!map || map->type != MSGPACK_OBJECT_MAP) return NULL;
     size_t kl = strlen(key);
@@ -59,10 +109,43 @@ const msgpack_object *net_mp_get(const msgpack_object *map, const char *key) {
     return NULL;
 }
 
-static int str_of(const msgpack_object *o, const char *what, net_arena *a, const char **out) {
-    if (o->type != MSGPACK_OBJECT_STR) return perr_set(PERR_INVALID, "field \"%s\": expected a string", what);
+/* Byte offset of the first invalid UTF-8 sequence (overlong forms,
+ * surrogates and code points over U+10FFFF included), or -1. */
+static long utf8_bad(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        if (c < 0x80) { i++; continue; }
+        int len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+        if (!len || n - i < (size_t)len) return (long)i;
+        uint8_t lo = 0x80, hi = 0xbf; /* second byte range */
+        if (c == 0xe0) lo = 0xa0;
+        else if (c == 0xed) hi = 0x9f;
+        else if (c == 0xf0) lo = 0x90;
+        else if (c == 0xf4) hi = 0x8f;
+        if (s[i + 1] < lo || s[i + 1] > hi) return (long)i;
+        for (int k = 2; k < len; k++)
+            if ((s[i + k] & 0xc0) != 0x80) return (long)i;
+        i += (size_t)len;
+    }
+    return -1;
+}
+
+/* The one rule for text: a MessagePack str (not bin), valid UTF-8, no NUL. */
+static int check_text(const msgpack_object *o, const char *what) {
+    if (o->type != MSGPACK_OBJECT_STR)
+        return perr_set(PERR_INVALID, "field \"%s\": expected a string (MessagePack str)%s", what,
+                        o->type == MSGPACK_OBJECT_BIN ? ", got bin" : "");
     if (memchr(o->via.str.ptr, 0, o->via.str.size))
         return perr_set(PERR_INVALID, "field \"%s\": string contains a NUL byte", what);
+    long bad = utf8_bad((const uint8_t *)o->via.str.ptr, o->via.str.size);
+    if (bad >= 0) return perr_set(PERR_INVALID, "field \"%s\": invalid UTF-8 at byte %ld of the string", what, bad);
+    return PERR_OK;
+}
+
+static int str_of(const msgpack_object *o, const char *what, net_arena *a, const char **out) {
+    int rc = check_text(o, what);
+    if (rc) return rc;
     const char *s = net_arena_strndup(a, o->via.str.ptr, o->via.str.size);
     if (!s) return perr_set(PERR_NOMEM, "field \"%s\"", what);
     *out = s;
@@ -121,17 +204,19 @@ int net_mp_bool(const msgpack_object *map, const char *key, int *out) {
     const msgpack_object *o = net_mp_get(map, key);
     if (!o) return PERR_OK;
     if (o->type == MSGPACK_OBJECT_BOOLEAN) *out = o->via.boolean;
-    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) *out = o->via.u64 != 0;
-    else return perr_set(PERR_INVALID, "field \"%s\": expected a boolean", key);
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= 1) *out = (int)o->via.u64;
+    else return perr_set(PERR_INVALID, "field \"%s\": expected a boolean (true, false, 0 or 1)", key);
     return PERR_OK;
 }
 
 int net_mp_bin(const msgpack_object *map, const char *key, const void **data, size_t *len) {
     const msgpack_object *o = net_mp_get(map, key);
     if (!o) return PERR_OK;
-    if (o->type == MSGPACK_OBJECT_BIN) { *data = o->via.bin.ptr; *len = o->via.bin.size; }
-    else if (o->type == MSGPACK_OBJECT_STR) { *data = o->via.str.ptr; *len = o->via.str.size; }
-    else return perr_set(PERR_INVALID, "field \"%s\": expected bin bytes", key);
+    if (o->type != MSGPACK_OBJECT_BIN)
+        return perr_set(PERR_INVALID, "field \"%s\": expected bytes (MessagePack bin)%s", key,
+                        o->type == MSGPACK_OBJECT_STR ? ", got str" : "");
+    *data = o->via.bin.ptr;
+    *len = o->via.bin.size;
     return PERR_OK;
 }
 
@@ -180,6 +265,10 @@ int net_mp_kvs(const msgpack_object *map, const char *key, net_arena *a, int max
     if (o->type != MSGPACK_OBJECT_MAP) return perr_set(PERR_INVALID, "field \"%s\": expected a map of strings", key);
     uint32_t cnt = o->via.map.size;
     if (cnt > (uint32_t)max) return perr_set(PERR_TOO_LARGE, "field \"%s\": %u entries, at most %d", key, cnt, max);
+    char what[80];
+    snprintf(what, sizeof what, "field \"%s\"", key);
+    int krc = net_mp_check_keys(o, what);
+    if (krc) return krc;
     net_kv *v = net_arena_alloc(a, sizeof *v * (cnt ? cnt : 1));
     if (!v) return perr_set(PERR_NOMEM, "field \"%s\"", key);
     for (uint32_t i = 0; i < cnt; i++) {

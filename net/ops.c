@@ -130,6 +130,9 @@ static int get_query(const msgpack_object *req, net_arena *a, eng_query *q) {
     int rc = net_mp_int(req, "k", &q->k);
     if (!rc) rc = net_mp_float(req, "min_score", &q->min_score, &q->has_min_score);
     if (!rc) rc = net_mp_strs(req, "collections", a, NET_MAX_LIST, (const char ***)&q->collections, &q->n_collections);
+    /* [] would mean "nothing" or "the default": refused rather than guessed. */
+    if (!rc && net_mp_get(req, "collections") && q->n_collections == 0)
+        rc = perr_set(PERR_INVALID, "field \"collections\": an empty list (omit it for [\"default\"])");
     if (!rc) rc = net_mp_strs(req, "labels", a, NET_MAX_LIST, (const char ***)&q->labels, &q->n_labels);
     net_kv *kv = NULL;
     int n = 0;
@@ -208,7 +211,7 @@ int net_vsearch_decode(eng_db *db, const uint8_t *payload, size_t len, net_vsear
     if (!v) return 0;
     msgpack_unpacked_init(&v->u);
     const msgpack_object *req = NULL;
-    int ok = net_mp_unpack(payload, len, &v->u, &req) == PERR_OK && req->type == MSGPACK_OBJECT_MAP &&
+    int ok = net_mp_request(payload, len, &v->u, &req) == PERR_OK &&
              get_query(req, &v->a, &v->q) == PERR_OK &&
              !v->q.segments && /* segment searches go one by one */
              get_vector(db, req, "vector", &v->a, &v->vec) == PERR_OK && v->vec &&
@@ -641,13 +644,8 @@ int net_op_run(const net_op_ctx *c, int op, const uint8_t *payload, size_t len, 
     msgpack_unpacked_init(&u);
     net_arena a = {0};
     const msgpack_object *req = NULL;
-    static const msgpack_object empty = {.type = MSGPACK_OBJECT_MAP};
-    int rc = PERR_OK;
-    if (len == 0) req = &empty; /* an empty payload is an empty map */
-    else rc = net_mp_unpack(payload, len, &u, &req);
-    if (!rc && req->type != MSGPACK_OBJECT_MAP && req->type != MSGPACK_OBJECT_NIL)
-        rc = perr_set(PERR_INVALID, "%s: the payload must be a MessagePack map", net_op_name(op));
-    if (!rc && req->type == MSGPACK_OBJECT_NIL) req = &empty;
+    int rc = net_mp_request(payload, len, &u, &req);
+    if (rc) perr_prefix(rc, "%s", net_op_name(op));
     if (!rc) {
         switch (op) {
         case NET_OP_SEARCH: rc = op_search(c, req, &a, pk); break;

@@ -40,6 +40,7 @@ void net_header_encode(const net_header *h, uint8_t out[NET_HEADER_SIZE]) {
 long net_frame_parse(const uint8_t *buf, size_t len, uint32_t max_payload, net_header *h,
                      size_t *need) {
     if (need) *need = NET_HEADER_SIZE;
+    memset(h, 0, sizeof *h); /* never left holding an earlier frame's header */
     /* Reject a bad magic as soon as its bytes arrive, not after 20. */
     static const uint8_t magic[4] = {'P', 'C', 'P', 'T'};
     size_t m = len < 4 ? len : 4;

@@ -75,9 +75,9 @@ void net_header_encode(const net_header *h, uint8_t out[NET_HEADER_SIZE]);
  *        frame size (header + payload), the payload at buf + NET_HEADER_SIZE;
  *   0    need more bytes (*need, when not NULL, gets the total frame size
  *        once the header is complete, else NET_HEADER_SIZE);
- *   < 0  a framing error: PERR_PROTOCOL (bad magic) or
- *        PERR_TOO_LARGE (length over max_payload), message set. The stream
- *        cannot be resynchronised after it.
+ *   < 0  a framing error: PERR_PROTOCOL (bad magic; *h all zero) or
+ *        PERR_TOO_LARGE (length over max_payload; *h is the frame's
+ *        header), message set. The stream cannot be resynchronised after it.
  * The declared length is checked against max_payload before anything is
  * allocated by the caller. An unknown opcode or version is not a framing
  * error: the frame is returned and the caller answers it with an error. */

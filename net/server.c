@@ -101,6 +101,7 @@ typedef struct write_req {
     uv_write_t req;
     conn *c;
     uint8_t *buf;
+    size_t len;
     int counts;                 /* decrements inflight when done */
 } write_req;
 
@@ -122,6 +123,7 @@ struct net_server {
     net_server_opts o;
     eng_db *db;
     eng_info info;
+    char *dirs[2];              /* the database directory as given and resolved */
     char *token;
     uv_loop_t loop;
     uv_async_t async;           /* completions and stop requests */
@@ -134,6 +136,7 @@ struct net_server {
     int n_conns;
     uint64_t next_cid;
     int draining, stopped;
+    int extra_signals;          /* SIGTERM/SIGINT received while draining */
     volatile sig_atomic_t stop_requested;
 
     /* Worker pool. */
@@ -159,6 +162,7 @@ struct net_server {
     pthread_mutex_t metrics_mu;
     op_metrics ops[256];
     uint64_t conns_total, conns_refused, busy, protocol_errors, bytes_in, bytes_out;
+    uint64_t unsent;            /* response bytes queued, not yet taken by the kernel */
     uint64_t snapshots;
     uint64_t batches, batched;  /* coalesced vector searches: engine calls, queries */
 
@@ -267,8 +271,9 @@ static void pack_server_stats(void *user, msgpack_packer *pk) {
     pthread_mutex_lock(&s->metrics_mu);
     int n_ops = 0;
     for (int i = 0; i < 256; i++) n_ops += s->ops[i].requests > 0 && net_op_name(i);
-    msgpack_pack_map(pk, 10);
+    msgpack_pack_map(pk, 11);
     net_mp_pack_key(pk, "connections"); msgpack_pack_int(pk, s->n_conns);
+    net_mp_pack_key(pk, "unsent_bytes"); msgpack_pack_uint64(pk, s->unsent);
     net_mp_pack_key(pk, "search_batches"); msgpack_pack_uint64(pk, s->batches);
     net_mp_pack_key(pk, "batched_searches"); msgpack_pack_uint64(pk, s->batched);
     net_mp_pack_key(pk, "connections_total"); msgpack_pack_uint64(pk, s->conns_total);
@@ -333,6 +338,8 @@ static char *prometheus_text(net_server *s, size_t *len) {
     fprintf(f, "# TYPE percept_protocol_errors_total counter\npercept_protocol_errors_total %" PRIu64 "\n", s->protocol_errors);
     fprintf(f, "# TYPE percept_bytes_received_total counter\npercept_bytes_received_total %" PRIu64 "\n", s->bytes_in);
     fprintf(f, "# TYPE percept_bytes_sent_total counter\npercept_bytes_sent_total %" PRIu64 "\n", s->bytes_out);
+    fprintf(f, "# HELP percept_unsent_response_bytes Responses written by the server, not yet taken by the kernel (slow readers).\n"
+               "# TYPE percept_unsent_response_bytes gauge\npercept_unsent_response_bytes %" PRIu64 "\n", s->unsent);
     fprintf(f, "# TYPE percept_workers gauge\npercept_workers %d\n", s->n_threads);
     fprintf(f, "# HELP percept_search_batches_total Engine calls answering coalesced vector searches.\n"
                "# TYPE percept_search_batches_total counter\npercept_search_batches_total %" PRIu64 "\n", s->batches);
@@ -353,8 +360,28 @@ static void job_free(job *j) {
     free(j);
 }
 
+/* Copies msg to out (cap bytes) with every occurrence of the database
+ * directory replaced by "<db>": clients learn ids and names, not the
+ * server's file layout. */
+static void scrub_paths(const net_server *s, const char *msg, char *out, size_t cap) {
+    size_t o = 0;
+    while (*msg && o + 1 < cap) {
+        size_t skip = 0;
+        for (int i = 0; i < 2 && !skip; i++) {
+            size_t n = s->dirs[i] ? strlen(s->dirs[i]) : 0;
+            if (n > 1 && !strncmp(msg, s->dirs[i], n)) skip = n;
+        }
+        if (skip) {
+            int w = snprintf(out + o, cap - o, "<db>");
+            o += w > 0 && (size_t)w < cap - o ? (size_t)w : cap - o - 1;
+            msg += skip;
+        } else out[o++] = *msg++;
+    }
+    out[o] = 0;
+}
+
 /* Turns a packed payload (or an error) into the job's response frame. */
-static void job_respond(job *j, int rc, msgpack_sbuffer *sb) {
+static void job_respond(const net_server *s, job *j, int rc, msgpack_sbuffer *sb) {
     j->rc = rc;
     free(j->buf); /* the request is done with: free it before the response goes out */
     j->buf = NULL;
@@ -366,7 +393,7 @@ static void job_respond(job *j, int rc, msgpack_sbuffer *sb) {
     }
     if (rc) {
         char msg[1024];
-        snprintf(msg, sizeof msg, "%s", perr_msg());
+        scrub_paths(s, perr_msg(), msg, sizeof msg);
         msgpack_sbuffer_destroy(sb);
         j->out = error_frame(j->op, j->id, rc, msg, &j->out_len);
     } else if (sb->size - NET_HEADER_SIZE > UINT32_MAX) {
@@ -408,7 +435,7 @@ static int run_job(net_server *s, job *j) {
             pthread_mutex_unlock(&s->mu);
         }
     }
-    job_respond(j, rc, &sb);
+    job_respond(s, j, rc, &sb);
     return 1;
 }
 
@@ -424,7 +451,7 @@ static void ingest_done(void *user, int rc, uint64_t id, eng_outcome outcome) {
         msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
         net_pack_ingest(&pk, id, outcome);
     }
-    job_respond(j, rc ? rc : r, &sb);
+    job_respond(s, j, rc ? rc : r, &sb);
     complete(s, j);
     uv_async_send(&s->async);
     pthread_mutex_lock(&s->mu);
@@ -555,7 +582,7 @@ static void run_group(net_server *s, job **jobs, net_vsearch **vs, int n) {
                 msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
                 net_pack_search(&pk, res[i]);
             }
-            job_respond(jobs[i], r, &sb);
+            job_respond(s, jobs[i], r, &sb);
             eng_results_free(res[i]);
         }
     }
@@ -744,6 +771,9 @@ static void conn_close(conn *c) {
 static void on_write(uv_write_t *req, int status) {
     write_req *w = (write_req *)req;
     conn *c = w->c;
+    pthread_mutex_lock(&c->s->metrics_mu);
+    c->s->unsent -= w->len;
+    pthread_mutex_unlock(&c->s->metrics_mu);
     free(w->buf);
     if (w->counts) c->inflight--;
     free(w);
@@ -773,14 +803,19 @@ static void conn_send(conn *c, uint8_t *buf, size_t len, int counts) {
     if (!w) { free(buf); if (counts) c->inflight--; conn_close(c); return; }
     w->c = c;
     w->buf = buf;
+    w->len = len;
     w->counts = counts;
     uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
     c->refs++;
     pthread_mutex_lock(&c->s->metrics_mu);
     c->s->bytes_out += len;
+    c->s->unsent += len;
     pthread_mutex_unlock(&c->s->metrics_mu);
     int r = uv_write(&w->req, &c->h.stream, &b, 1, on_write);
     if (r < 0) {
+        pthread_mutex_lock(&c->s->metrics_mu);
+        c->s->unsent -= len;
+        pthread_mutex_unlock(&c->s->metrics_mu);
         c->refs--;
         free(buf);
         free(w);
@@ -835,31 +870,35 @@ static void handle_hello(conn *c, const net_header *h, const uint8_t *p, size_t 
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     const msgpack_object *req = NULL;
-    int rc = len ? net_mp_unpack(p, len, &u, &req) : PERR_OK;
-    int version = -1;
+    net_arena a = {0};
+    uint64_t *vs = NULL;
+    int n_vs = 0, version = -1;
+    int v1 = -1;
+    const char *tok = NULL, *client = NULL;
     char msg[512];
+    /* The same payload and field rules as every request (net_mp_request,
+     * the typed getters). */
+    int rc = net_mp_request(p, len, &u, &req);
+    if (!rc) rc = net_mp_u64s(req, "versions", &a, 64, &vs, &n_vs);
+    if (!rc) rc = net_mp_int(req, "version", &v1);
+    if (!rc) rc = net_mp_str(req, "token", &a, &tok);
+    if (!rc) rc = net_mp_str(req, "client", &a, &client);
     if (rc) { snprintf(msg, sizeof msg, "HELLO: %s", perr_msg()); goto fail; }
-    /* versions: [int...] or version: int; absent: 1. */
-    const msgpack_object *vs = req ? net_mp_get(req, "versions") : NULL;
-    const msgpack_object *v1 = req ? net_mp_get(req, "version") : NULL;
-    if (vs && vs->type == MSGPACK_OBJECT_ARRAY) {
-        for (uint32_t i = 0; i < vs->via.array.size; i++)
-            if (vs->via.array.ptr[i].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-                vs->via.array.ptr[i].via.u64 == NET_VERSION) version = NET_VERSION;
-    } else if (v1 && v1->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-        if (v1->via.u64 >= NET_VERSION) version = NET_VERSION;
-    } else if (!vs && !v1) version = NET_VERSION;
+    /* versions: [int...] or version: int; neither: 1. */
+    if (net_mp_get(req, "versions")) {
+        for (int i = 0; i < n_vs; i++)
+            if (vs[i] == NET_VERSION) version = NET_VERSION;
+    } else if (net_mp_get(req, "version")) {
+        if (v1 >= NET_VERSION) version = NET_VERSION;
+    } else version = NET_VERSION;
     if (version < 0) {
         rc = PERR_VERSION;
         snprintf(msg, sizeof msg, "HELLO: no protocol version in common (this server speaks version %d)", NET_VERSION);
         goto fail;
     }
-    const msgpack_object *tok = req ? net_mp_get(req, "token") : NULL;
-    if (s->token) {
-        if (tok && tok->type == MSGPACK_OBJECT_STR && token_equal(s->token, tok->via.str.ptr, tok->via.str.size))
-            c->authed = 1;
-        else if (tok) {
-            c->authed = 0;
+    if (s->token && tok) {
+        c->authed = token_equal(s->token, tok, strlen(tok));
+        if (!c->authed) {
             rc = PERR_AUTH;
             snprintf(msg, sizeof msg, "HELLO: invalid token");
             goto fail;
@@ -886,11 +925,29 @@ static void handle_hello(conn *c, const net_header *h, const uint8_t *p, size_t 
     size_t flen = sb.size;
     metrics_record(s, NET_OP_HELLO, 0, uv_hrtime());
     conn_send(c, (uint8_t *)msgpack_sbuffer_release(&sb), flen, 1);
+    net_arena_free(&a);
     msgpack_unpacked_destroy(&u);
     return;
 fail:
+    net_arena_free(&a);
     msgpack_unpacked_destroy(&u);
     reply_error(c, h, rc, msg);
+}
+
+/* PING's payload follows the rules of every request (a map, or empty),
+ * bounded like HELLO's since the loop decodes it. */
+static int ping_check(const uint8_t *p, size_t len, char *msg, size_t cap) {
+    if (len > HELLO_MAX_PAYLOAD) {
+        snprintf(msg, cap, "PING payload over 64 KiB");
+        return PERR_TOO_LARGE;
+    }
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    const msgpack_object *req = NULL;
+    int rc = net_mp_request(p, len, &u, &req);
+    if (rc) snprintf(msg, cap, "PING: %s", perr_msg());
+    msgpack_unpacked_destroy(&u);
+    return rc;
 }
 
 /* One complete frame (loop thread). owned: a malloc'd buffer holding the
@@ -898,7 +955,8 @@ fail:
 static void handle_frame(conn *c, const net_header *h, const uint8_t *payload, uint8_t *owned) {
     net_server *s = c->s;
     c->inflight++;
-    char msg[256];
+    char msg[512];
+    int rc;
     if (h->version != NET_VERSION) {
         snprintf(msg, sizeof msg, "frame version %u; this server speaks version %d", h->version, NET_VERSION);
         reply_error(c, h, PERR_VERSION, msg);
@@ -908,6 +966,8 @@ static void handle_frame(conn *c, const net_header *h, const uint8_t *payload, u
     } else if (!net_op_name(h->opcode)) {
         snprintf(msg, sizeof msg, "unknown opcode 0x%02x", h->opcode);
         reply_error(c, h, PERR_UNSUPPORTED, msg);
+    } else if (h->opcode == NET_OP_PING && (rc = ping_check(payload, h->length, msg, sizeof msg))) {
+        reply_error(c, h, rc, msg);
     } else if (h->opcode == NET_OP_PING) {
         msgpack_sbuffer sb;
         if (sbuf_init(&sb) || msgpack_sbuffer_write(&sb, "\x80", 1)) {
@@ -985,8 +1045,11 @@ static void conn_process(conn *c) {
             pthread_mutex_unlock(&s->metrics_mu);
             char msg[512];
             snprintf(msg, sizeof msg, "%s; closing the connection", perr_msg());
-            /* An oversized frame still has a readable header: answer its id. */
-            int has_hdr = c->rlen - off >= NET_HEADER_SIZE;
+            /* Only an oversized frame has a header of its own to answer
+             * with; a bad magic is answered with opcode 0, id 0 (h holds
+             * nothing of this frame then: reading it once leaked the header
+             * last parsed on this stack, another client's). */
+            int has_hdr = n == PERR_TOO_LARGE;
             conn_fail(c, has_hdr ? h.opcode : 0, has_hdr ? h.id : 0, (int)n, msg);
             return;
         }
@@ -1165,7 +1228,10 @@ static void check_drained(net_server *s) {
     while (s->conns) conn_close(s->conns);
     uv_close((uv_handle_t *)&s->async, on_handle_closed_noop);
     uv_close((uv_handle_t *)&s->sweep, on_handle_closed_noop);
-    for (int i = 0; i < s->n_sig; i++) uv_close((uv_handle_t *)&s->sig[i], on_handle_closed_noop);
+    /* The signal handles stay installed (unreferenced, so the loop can end)
+     * until net_server_free: a SIGTERM during what follows, the caller's
+     * index save included, must not find the default action (death, 143). */
+    for (int i = 0; i < s->n_sig; i++) uv_unref((uv_handle_t *)&s->sig[i]);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -1178,8 +1244,13 @@ static void on_signal(uv_signal_t *h, int signum) {
         pool_push(s, j);
         return;
     }
-    fprintf(stderr, "percept serve: %s: finishing in-flight requests, then saving and exiting\n",
-            signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (s->draining) { /* a second one changes nothing: the drain finishes */
+        if (s->extra_signals++) return;
+        fprintf(stderr, "percept serve: %s: already stopping (answering accepted requests, then saving)\n", name);
+        return;
+    }
+    fprintf(stderr, "percept serve: %s: finishing in-flight requests, then saving and exiting\n", name);
     drain(s);
 }
 
@@ -1365,6 +1436,10 @@ int net_server_new(eng_db *db, const net_server_opts *o, net_server **out) {
     pthread_mutex_init(&s->metrics_mu, NULL);
     int rc = eng_get_info(db, &s->info);
     if (rc) { free(s); return rc; }
+    if (eng_dir(db)) {
+        s->dirs[0] = strdup(eng_dir(db));
+        s->dirs[1] = realpath(eng_dir(db), NULL);
+    }
     if (o && o->token) {
         if (!o->token[0]) { free(s); return perr_set(PERR_INVALID, "empty token"); }
         s->token = strdup(o->token);
@@ -1448,6 +1523,14 @@ void net_server_free(net_server *s) {
     pthread_mutex_lock(&s->mu);
     while (s->deferred > 0) pthread_cond_wait(&s->deferred_cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
+    /* Closing a uv signal handle restores the default action: SIGTERM and
+     * SIGINT are ignored from then on (the process is stopping; the caller
+     * still saves the indexes, docs/protocol.md §4). */
+    for (int i = 0; i < s->n_sig; i++) {
+        int signum = s->sig[i].signum;
+        uv_close((uv_handle_t *)&s->sig[i], on_handle_closed_noop);
+        if (s->draining && signum != SIGHUP) signal(signum, SIG_IGN);
+    }
     /* Handles still open (a run that never started or a failed setup). */
     while (s->conns) conn_close(s->conns);
     uv_walk(&s->loop, close_any, NULL);
@@ -1471,6 +1554,8 @@ void net_server_free(net_server *s) {
     pthread_cond_destroy(&s->deferred_cv);
     pthread_mutex_destroy(&s->dmu);
     pthread_mutex_destroy(&s->metrics_mu);
+    free(s->dirs[0]);
+    free(s->dirs[1]);
     free(s->token);
     free(s);
 }

@@ -162,3 +162,86 @@ int nt_free_port(void) {
     close(fd);
     return ntohs(sa.sin_port);
 }
+
+int nt_stall_start(int port, int n, int per_conn, int op, const void *payload, uint32_t len, int **fds) {
+    int *v = malloc(sizeof *v * (size_t)n);
+    if (!v) return -1;
+    for (int c = 0; c < n; c++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        int small = 4096; /* before connect: the window the server sees stays small */
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+            if (fd >= 0) close(fd);
+            while (c--) close(v[c]);
+            free(v);
+            return -1;
+        }
+        v[c] = fd;
+        for (int i = 0; i < per_conn; i++)
+            if (nt_send_frame(fd, 1, op, 0, (uint64_t)c * 1000000 + (uint64_t)i, payload, len)) {
+                for (int k = 0; k <= c; k++) close(v[k]);
+                free(v);
+                return -1;
+            }
+    }
+    *fds = v;
+    return 0;
+}
+
+long nt_stall_drain(int *fds, int n, int per_conn, int timeout_ms) {
+    long ok = 0;
+    char *seen = calloc((size_t)per_conn, 1);
+    for (int c = 0; c < n; c++) {
+        memset(seen, 0, (size_t)per_conn);
+        for (int i = 0; i < per_conn; i++) {
+            net_header h;
+            uint8_t *p = NULL;
+            if (nt_recv_frame(fds[c], &h, &p, timeout_ms)) break;
+            uint64_t k = h.id - (uint64_t)c * 1000000;
+            if (!(h.flags & NET_F_ERROR) && h.id >= (uint64_t)c * 1000000 && k < (uint64_t)per_conn && !seen[k]) {
+                seen[k] = 1;
+                ok++;
+            }
+            free(p);
+        }
+        close(fds[c]);
+    }
+    free(seen);
+    free(fds);
+    return ok;
+}
+
+long long nt_server_stat(int port, const char *key) {
+    int fd = nt_connect(port);
+    if (fd < 0) return -1;
+    long long v = -1;
+    net_header h;
+    uint8_t *p = NULL;
+    if (nt_send_frame(fd, 1, NET_OP_STATS, 0, 1, NULL, 0) == 0 && nt_recv_frame(fd, &h, &p, 30000) == 0 &&
+        !(h.flags & NET_F_ERROR)) {
+        msgpack_unpacked u;
+        msgpack_unpacked_init(&u);
+        const msgpack_object *o = NULL;
+        if (net_mp_unpack(p, h.length, &u, &o) == 0) {
+            const msgpack_object *srv = net_mp_get(o, "server");
+            const msgpack_object *x = srv ? net_mp_get(srv, key) : NULL;
+            if (x && x->type == MSGPACK_OBJECT_POSITIVE_INTEGER) v = (long long)x->via.u64;
+        }
+        msgpack_unpacked_destroy(&u);
+    }
+    free(p);
+    close(fd);
+    return v;
+}
+
+long nt_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
+    if (f) fclose(f);
+    return kb;
+}

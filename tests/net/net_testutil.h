@@ -43,4 +43,17 @@ int nt_wait_eof(int fd, int timeout_ms);
 int nt_error_code(const uint8_t *p, size_t len, char *msg, size_t cap);
 int nt_free_port(void);
 
+/* Stalled readers: n connections (receive buffer 4 KiB) that each send
+ * per_conn copies of one request frame (op, payload; ids c * 1000000 + i)
+ * and read nothing. *fds (malloc'd) gets the sockets; -1 on failure. */
+int nt_stall_start(int port, int n, int per_conn, int op, const void *payload, uint32_t len, int **fds);
+/* Reads every stalled connection's answers; returns how many successful
+ * answers carried an id that was sent and not answered before. Closes the
+ * sockets and frees fds. */
+long nt_stall_drain(int *fds, int n, int per_conn, int timeout_ms);
+/* The server's STATS server.<key> (an unsigned integer), -1 on failure. */
+long long nt_server_stat(int port, const char *key);
+/* This process's VmRSS in KiB. */
+long nt_rss_kb(void);
+
 #endif

@@ -1,7 +1,9 @@
 /* `percept serve` as a process: SIGTERM during ingest from 4 clients loses
  * nothing that was acknowledged (every acknowledged id is in the database
- * afterwards, with its vector searchable), exit status 0; the server
- * listens on a port chosen free at run time. */
+ * afterwards, with its vector searchable), exit status 0; more SIGTERMs
+ * and SIGINTs during the drain and the index save change nothing (they
+ * used to kill it with status 143); the server listens on a port chosen
+ * free at run time. */
 #define _GNU_SOURCE
 #include "common/perr.h"
 #include "net/client.h"
@@ -39,7 +41,9 @@ static void *ingester(void *p) {
     return NULL;
 }
 
-static void test_sigterm_during_ingest(void) {
+/* extra: signals sent after the first SIGTERM, one every 2 ms until the
+ * server has exited. */
+static void sigterm_during_ingest(int extra) {
     char *dir = t_tmpdir("net_sigterm");
     char *dbdir = t_path("%s/db", dir);
     int port = nt_free_port();
@@ -67,10 +71,19 @@ static void test_sigterm_during_ingest(void) {
         usleep(50000);
     }
     kill(pid, SIGTERM);
-    int status = 0;
-    waitpid(pid, &status, 0);
+    int status = 0, sent = 0;
+    if (extra) {
+        while (waitpid(pid, &status, WNOHANG) == 0) {
+            kill(pid, sent % 2 ? SIGINT : SIGTERM);
+            sent++;
+            usleep(2000);
+        }
+        CHECK(sent >= 1);
+    } else waitpid(pid, &status, 0);
     for (int i = 0; i < N; i++) pthread_join(th[i], NULL);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        t_fail(__FILE__, __LINE__, "serve: %s %d after %d more signals", WIFEXITED(status) ? "exit status" : "killed by signal",
+               WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), sent);
     int total = 0;
     for (int i = 0; i < N; i++) total += g[i].n;
     CHECK(total >= 20);
@@ -103,9 +116,13 @@ static void test_sigterm_during_ingest(void) {
     free(dir);
 }
 
+static void test_sigterm_during_ingest(void) { sigterm_during_ingest(0); }
+static void test_second_sigterm_finishes_the_drain(void) { sigterm_during_ingest(1); }
+
 int main(void) {
     nt_init();
     T_RUN(test_sigterm_during_ingest);
+    T_RUN(test_second_sigterm_finishes_the_drain);
     nt_fini();
     return t_done();
 }
