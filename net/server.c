@@ -15,7 +15,7 @@
  * - Back-pressure instead of unbounded memory: a connection stops being read
  *   when it has max_inflight requests unanswered or max_write_queue bytes
  *   unsent (slow reader); a request arriving while max_queue jobs already
- *   wait is answered BUSY at once.
+ *   wait is answered BUSY at once, unless its connection has none waiting.
  * - Lifetimes: a connection is freed in the loop thread only when its handle
  *   is closed and no job refers to it (refs). Jobs of a connection that went
  *   away are dropped from the queue, or, when already running, their result
@@ -243,6 +243,17 @@ static void metrics_record(net_server *s, int op, int rc, uint64_t t_recv) {
     m->buckets[b]++;
     m->sum_s += dt;
     pthread_mutex_unlock(&s->metrics_mu);
+}
+
+/* The queue refuses (BUSY) a connection only when it is full and this
+ * connection has a request waiting already: one client's backlog never
+ * locks out a client that has nothing queued (the queue holds at most
+ * max_queue + connections jobs). */
+static int queue_full_for(net_server *s, const conn *c) {
+    pthread_mutex_lock(&s->mu);
+    int full = s->queued_total >= s->o.max_queue && c->queued > 0;
+    pthread_mutex_unlock(&s->mu);
+    return full;
 }
 
 static int queue_depth(net_server *s) {
@@ -985,7 +996,7 @@ static void handle_frame(conn *c, const net_header *h, const uint8_t *payload, u
     } else if (s->token && !c->authed) {
         snprintf(msg, sizeof msg, "%s: not authenticated (send HELLO with the server's token first)", net_op_name(h->opcode));
         reply_error(c, h, PERR_AUTH, msg);
-    } else if (queue_depth(s) >= s->o.max_queue) {
+    } else if (queue_full_for(s, c)) {
         pthread_mutex_lock(&s->metrics_mu);
         s->busy++;
         pthread_mutex_unlock(&s->metrics_mu);

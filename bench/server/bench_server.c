@@ -16,7 +16,12 @@
  * ingest` runs) on the same files, each a fresh database, cells interleaved,
  * medians of BENCH_REPS (default 3). `bench_server 0`: ingest only.
  * BENCH_DIM=512: a vectors-only database of that dimension instead of
- * tiny-a's 32 (no text rows). Bounded: each search cell runs for SECONDS
+ * tiny-a's 32 (no text rows). Slow readers (sizes up to 200 000): 64
+ * connections each pipeline 64 SEARCHes with k = 1000 and read nothing
+ * while one client searches (its QPS and latency next to the same client
+ * without them), with the server's unsent answer bytes and the RSS against
+ * the bound of docs/protocol.md §4; then they read, and every answer must
+ * arrive. Bounded: each search cell runs for SECONDS
  * (env BENCH_SECONDS, default 3). Prints a table
  * and a checksum of the hit ids so a fast but wrong run is visible. */
 #define _GNU_SOURCE
@@ -27,6 +32,7 @@
 #include "net/proto.h"
 #include "photos.h"
 #include "net/server.h"
+#include "net_testutil.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -43,16 +49,6 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static long rss_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "VmRSS:", 6)) kb = atol(line + 6);
-    if (f) fclose(f);
-    return kb;
-}
-
 /* CPU seconds of the whole process (every thread), user + system. */
 static double cpu_s(void) {
     struct rusage ru;
@@ -66,6 +62,7 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 static void *serve_thread(void *srv);
+static void bench_stalled(eng_db *db, const net_server_opts *base);
 static double seconds = 3;
 static int dim;
 static float *queries;
@@ -329,6 +326,57 @@ static void *serve_thread(void *srv) {
     return NULL;
 }
 
+/* 64 stalled readers (tests/net/test_net_slow.c does the same with a
+ * check): one client's search QPS while they hold their answers. */
+static void bench_stalled(eng_db *db, const net_server_opts *base) {
+    enum { CONNS = 64, K = 1000 };
+    net_server_opts so = *base;
+    so.batch_max = 64;
+    so.max_queue = CONNS * so.max_inflight; /* every request searched, none BUSY */
+    net_server *srv = NULL;
+    if (net_server_new(db, &so, &srv)) { fprintf(stderr, "server: %s\n", perr_msg()); return; }
+    pthread_t th;
+    pthread_create(&th, NULL, serve_thread, srv);
+    int port = net_server_port(srv, 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    net_mp_pack_key(&pk, "vector"); net_mp_pack_bin(&pk, queries, sizeof(float) * (size_t)dim);
+    net_mp_pack_key(&pk, "k"); msgpack_pack_int(&pk, K);
+    pc_client *c = NULL;
+    uint8_t *p = NULL;
+    size_t plen = 0;
+    if (pc_connect(addr, NULL, &c) || pc_call(c, NET_OP_SEARCH, sb.data, sb.size, &p, &plen)) { pc_close(c); plen = 0; }
+    pc_close(c);
+    free(p);
+    size_t answer = NET_HEADER_SIZE + plen;
+    cell("server SEARCH vector, no stall", addr, NULL, 1, 0, NULL);
+    long rss0 = nt_rss_kb();
+    int *fds = NULL;
+    if (nt_stall_start(port, CONNS, so.max_inflight, NET_OP_SEARCH, sb.data, (uint32_t)sb.size, &fds)) {
+        printf("stalled readers: could not connect\n");
+    } else {
+        cell("server SEARCH vector, 64 stalled", addr, NULL, 1, 0, NULL);
+        for (int i = 0; i < 1200 && nt_server_stat(port, "queue_depth") != 0; i++) usleep(100000);
+        long long unsent = nt_server_stat(port, "unsent_bytes");
+        long rss = nt_rss_kb();
+        long got = nt_stall_drain(fds, CONNS, so.max_inflight, 60000);
+        double bound = (double)CONNS * so.max_inflight * (double)answer;
+        printf("64 stalled readers x %d SEARCH k=%d (answer %zu B): server holds %.1f MiB unsent (bound %d x %d x answer = %.1f MiB), "
+               "RSS +%.1f MiB; after reading: %ld of %d answers%s\n", so.max_inflight, K, answer, unsent / 1048576.0,
+               CONNS, so.max_inflight, bound / 1048576.0, (rss - rss0) / 1024.0, got, CONNS * so.max_inflight,
+               got == (long)CONNS * so.max_inflight && unsent <= bound ? "" : " ERR");
+    }
+    net_server_stop(srv);
+    pthread_join(th, NULL);
+    net_server_free(srv);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 int main(int argc, char **argv) {
     const char *fx = getenv("PERCEPT_FIXTURES");
     if (!fx || !*fx) fx = PERCEPT_DEFAULT_FIXTURES;
@@ -379,7 +427,7 @@ int main(int argc, char **argv) {
         free(v);
         queries = malloc(sizeof(float) * (size_t)NQ * dim);
         for (long i = 0; i < (long)NQ * dim; i++) queries[i] = (float)rand() / RAND_MAX - 0.5f;
-        long rss_rest = rss_kb();
+        long rss_rest = nt_rss_kb();
         net_server_opts so;
         net_server_opts_default(&so);
         static const char *const lis[] = {"127.0.0.1:0"};
@@ -411,7 +459,7 @@ int main(int argc, char **argv) {
         batch_counters(addr, &nb0, &nq0);
         cell("server SEARCH vector (coalesced)", addr, NULL, 64, 0, &q64);
         batch_counters(addr, &nb1, &nq1);
-        long rss_load = rss_kb();
+        long rss_load = nt_rss_kb();
         if (vdim <= 0) {
             cell("in-process eng_search_text", NULL, db, 1, 1, NULL);
             cell("server SEARCH text", addr, NULL, 8, 1, NULL);
@@ -433,6 +481,7 @@ int main(int argc, char **argv) {
         net_server_stop(srv);
         pthread_join(th, NULL);
         net_server_free(srv);
+        if (sizes[si] <= 200000) bench_stalled(db, &so);
         free(queries);
         eng_close(db);
         char cmd[128];
