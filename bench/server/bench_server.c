@@ -341,12 +341,7 @@ static void bench_stalled(eng_db *db, const net_server_opts *base) {
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    net_mp_pack_key(&pk, "vector"); net_mp_pack_bin(&pk, queries, sizeof(float) * (size_t)dim);
-    net_mp_pack_key(&pk, "k"); msgpack_pack_int(&pk, K);
+    nt_pack_vsearch(&sb, queries, dim, K);
     pc_client *c = NULL;
     uint8_t *p = NULL;
     size_t plen = 0;

@@ -245,3 +245,12 @@ long nt_rss_kb(void) {
     if (f) fclose(f);
     return kb;
 }
+
+void nt_pack_vsearch(msgpack_sbuffer *sb, const float *v, int dim, int k) {
+    msgpack_sbuffer_init(sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    net_mp_pack_key(&pk, "vector"); net_mp_pack_bin(&pk, v, sizeof(float) * (size_t)dim);
+    net_mp_pack_key(&pk, "k"); msgpack_pack_int(&pk, k);
+}

@@ -7,6 +7,8 @@
 #include "net/proto.h"
 #include "net/server.h"
 
+#include <msgpack.h>
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +55,8 @@ int nt_stall_start(int port, int n, int per_conn, int op, const void *payload, u
 long nt_stall_drain(int *fds, int n, int per_conn, int timeout_ms);
 /* The server's STATS server.<key> (an unsigned integer), -1 on failure. */
 long long nt_server_stat(int port, const char *key);
+/* sb (initialised here) gets the SEARCH payload {vector: v, k: k}. */
+void nt_pack_vsearch(msgpack_sbuffer *sb, const float *v, int dim, int k);
 /* This process's VmRSS in KiB. */
 long nt_rss_kb(void);
 

@@ -48,12 +48,7 @@ static void test_slow_readers_bounded(void) {
     REQUIRE_OK(nt_server_start(&s, db, &o));
     /* One SEARCH by vector, k = 1000: its answer's size. */
     msgpack_sbuffer sb;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    net_mp_pack_key(&pk, "vector"); net_mp_pack_bin(&pk, v, sizeof(float) * (size_t)dim);
-    net_mp_pack_key(&pk, "k"); msgpack_pack_int(&pk, K);
+    nt_pack_vsearch(&sb, v, dim, K);
     int fd = nt_connect(s.port);
     net_header h;
     uint8_t *p = NULL;
