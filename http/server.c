@@ -225,7 +225,7 @@ static int call_run(void *arg) {
     http_env e = {c->h->db, c->h->ns};
     perr_clear();
     c->rc = c->route->fn(&e, &c->rq, &c->rs);
-    if (c->rc) snprintf(c->msg, sizeof c->msg, "%s", perr_msg());
+    if (c->rc) net_server_scrub(c->h->ns, perr_msg(), c->msg, sizeof c->msg);
     return c->rc;
 }
 
@@ -250,7 +250,7 @@ static void call_post(void *arg, int rc, const uint8_t *resp, size_t len) {
     call *c = arg;
     if (!rc) perr_clear(); /* else the message of the failed operation is kept */
     c->rc = rc ? rc : http_resp_of_payload(c->route->op, resp, len, &c->rs);
-    if (c->rc) snprintf(c->msg, sizeof c->msg, "%s", perr_msg());
+    if (c->rc) net_server_scrub(c->h->ns, perr_msg(), c->msg, sizeof c->msg);
 }
 
 /* SEARCH with a small JSON (or form, or empty) body: its payload is built
@@ -378,7 +378,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         if (rc) *c->guard = NULL;
     }
     if (rc) {
-        error_resp(&rs, rc, perr_msg());
+        char msg[1024];
+        net_server_scrub(h->ns, perr_msg(), msg, sizeof msg);
+        error_resp(&rs, rc, msg);
         if (r->op) net_server_record(h->ns, r->op, rc, uv_hrtime());
         send_resp(req, &rs);
         http_resp_clear(&rs);

@@ -371,10 +371,9 @@ static void job_free(job *j) {
     free(j);
 }
 
-/* Copies msg to out (cap bytes) with every occurrence of the database
- * directory replaced by "<db>": clients learn ids and names, not the
- * server's file layout. */
-static void scrub_paths(const net_server *s, const char *msg, char *out, size_t cap) {
+/* Every occurrence of the database directory becomes "<db>": clients learn
+ * ids and names, not the server's file layout. */
+void net_server_scrub(const net_server *s, const char *msg, char *out, size_t cap) {
     size_t o = 0;
     while (*msg && o + 1 < cap) {
         size_t skip = 0;
@@ -404,7 +403,7 @@ static void job_respond(const net_server *s, job *j, int rc, msgpack_sbuffer *sb
     }
     if (rc) {
         char msg[1024];
-        scrub_paths(s, perr_msg(), msg, sizeof msg);
+        net_server_scrub(s, perr_msg(), msg, sizeof msg);
         msgpack_sbuffer_destroy(sb);
         j->out = error_frame(j->op, j->id, rc, msg, &j->out_len);
     } else if (sb->size - NET_HEADER_SIZE > UINT32_MAX) {

@@ -99,6 +99,10 @@ int net_addr_is_loopback(const struct sockaddr_storage *ss);
 /* The binary protocol's token (constant-time compare); 1 when none is set. */
 int net_server_token_ok(net_server *s, const char *tok, size_t len);
 int net_server_has_token(net_server *s);
+/* Copies msg to out (cap bytes) with the database directory (as given and
+ * resolved) shown as "<db>": what any front end does before a message
+ * reaches a client. */
+void net_server_scrub(const net_server *s, const char *msg, char *out, size_t cap);
 int net_server_draining(net_server *s);
 /* Counts a request of opcode op in the metrics (thread-safe). */
 void net_server_record(net_server *s, int op, int rc, uint64_t t_start_ns);

@@ -414,6 +414,27 @@ static void test_errors(void) {
     ht_resp_free(&r);
 }
 
+/* The HTTP door's messages name no server path either (docs/protocol.md:
+ * the database directory shows as <db>), whether the operation ran as a
+ * task (/embedding) or was queued like a binary request (/search). */
+static void test_messages_without_server_paths(void) {
+    char *real = realpath(dir, NULL);
+    const char *routes[] = {"/embedding", "/search"};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 2; i++) {
+            char body[4200];
+            snprintf(body, sizeof body, "{\"path\": \"%s/no-such-file.png\"}", i && real ? real : dir);
+            ht_resp r;
+            REQUIRE(post_json(routes[k], body, &r) == 0);
+            CHECK(r.status >= 400);
+            const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r.json, "message"));
+            if (!m || strstr(m, dir) || (real && strstr(m, real)) || !strstr(m, "<db>/no-such-file.png"))
+                t_fail(__FILE__, __LINE__, "%s: message %s", routes[k], m ? m : "(none)");
+            ht_resp_free(&r);
+        }
+    free(real);
+}
+
 /* A second server on the same database: a token and a 64 KiB body limit. */
 static void test_token_and_limits(void) {
     net_server_opts o;
@@ -651,6 +672,7 @@ int main(void) {
     T_RUN(test_embed_classify_moderate);
     T_RUN(test_collections_stats_dups_export);
     T_RUN(test_errors);
+    T_RUN(test_messages_without_server_paths);
     T_RUN(test_token_and_limits);
     T_RUN(test_tei_and_weaviate);
     T_RUN(test_http2);
