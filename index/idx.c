@@ -29,6 +29,7 @@
 
 #include "common/perr.h"
 #include "index/idx_flat.h"
+#include "index/idx_kern.h"
 
 #include <c_api/AutoTune_c.h>
 #include <c_api/IndexFlat_c.h>
@@ -41,7 +42,6 @@
 #include <c_api/index_io_c.h>
 
 #include <errno.h>
-#include <immintrin.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
@@ -779,6 +779,15 @@ out:
     return rc;
 }
 
+/* For benchmarks (idx_flat.h): the mapped base rows, read in place. */
+int idxf_base(const idx *ix, const float **x, const int64_t **ids, size_t *n) {
+    if (!ix->base.n) return perr_set(PERR_INVALID, "idxf_base: not a loaded Flat index");
+    *x = ix->base.x;
+    *ids = ix->base.ids;
+    *n = ix->base.n;
+    return PERR_OK;
+}
+
 /* Our id for a raw label, or -1 if none (padding, tombstone). */
 static inline int64_t live_id(const idx *ix, const int64_t *id_map, int64_t label) {
     if (label < 0 || !id_map) return label;
@@ -878,38 +887,6 @@ static int search_growing(const idx *ix, const float *q, size_t nq, int k,
     return rc;
 }
 
-/* ip[j] = <x, y_j> for ny contiguous vectors y (FAISS's own kernel is not
- * exported by its C library). AVX2+FMA when the CPU has it. */
-__attribute__((target("avx2,fma")))
-static void dot_ny_avx2(float *ip, const float *x, const float *y, int d, size_t ny) {
-    for (size_t j = 0; j < ny; j++, y += d) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        int i = 0;
-        for (; i + 16 <= d; i += 16) {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        }
-        a0 = _mm256_add_ps(a0, a1);
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-        float s = _mm_cvtss_f32(h);
-        for (; i < d; i++) s += x[i] * y[i];
-        ip[j] = s;
-    }
-}
-
-static void dot_ny(float *ip, const float *x, const float *y, int d, size_t ny) {
-    static int avx2 = -1;
-    if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2) { dot_ny_avx2(ip, x, y, d, ny); return; }
-    for (size_t j = 0; j < ny; j++, y += d) {
-        float s = 0;
-        for (int i = 0; i < d; i++) s += x[i] * y[i];
-        ip[j] = s;
-    }
-}
-
 /* A min-heap of the k best (score, id) of one query. */
 static void heap_push(float *hs, int64_t *hi, int *n, int k, float s, int64_t id) {
     int i;
@@ -972,7 +949,7 @@ static int search_scan(const idx *ix, const float *q, size_t nq, int k,
         }
         if (!nb) break;
         for (size_t i = 0; i < nq; i++) {
-            dot_ny(ip, q + i * d, blk, d, nb);
+            idxk_ip_ny(ip, q + i * d, blk, d, nb);
             for (size_t j = 0; j < nb; j++)
                 heap_push(scores + i * k, ids + i * k, &hn[i], k, ip[j], bid[j]);
         }
