@@ -18,7 +18,7 @@
  *          with a tombstone bitmap for rows removed since; ids maps a base
  *          id to its row (>= 0; -1 for ids in main). main is then the
  *          in-memory "delta" of vectors added after the load. Searches run
- *          FAISS's own brute-force kernels on the mapping (idx_flat.cpp)
+ *          our FAISS-identical scan on the mapping (idx_flat.cpp)
  *          and merge with main's results.
  * It never touches storage or the encoder, never aborts on bad input, and
  * never lets FAISS parse file bytes whose checksum it has not verified.
@@ -729,10 +729,10 @@ static inline int base_dead(const flat_base *b, size_t r) {
 }
 
 /* k-NN over a Flat base + delta, labels are our ids. The base goes through
- * FAISS's knn_inner_product on the mapping: the same kernel (and the same
- * BLAS switch from 20 queries) as IndexFlatIP::search. Removed rows are
- * skipped by an IDSelector; for a batch (BLAS) with few removed rows, k +
- * n_dead rows are fetched without one instead (exact, and keeps BLAS). */
+ * idxf_knn on the mapping: answers equal to FAISS's knn_inner_product (and
+ * the same BLAS switch from 20 queries) as IndexFlatIP::search. Removed
+ * rows are skipped by the scan; for a batch (BLAS) with few removed rows,
+ * k + n_dead rows are fetched without them instead (exact, keeps BLAS). */
 static int flat_search(const idx *ix, const float *q, size_t nq, size_t k, float *D, int64_t *I) {
     const flat_base *b = &ix->base;
     size_t nd = (size_t)faiss_Index_ntotal(ix->main);

@@ -35,9 +35,10 @@
  * mapping (the "base", never copied); vectors added later go to an
  * in-memory FAISS Flat "delta"; removing a base row sets its bit in a
  * tombstone bitmap (not counted in idx_stats.tombstones, which is HNSW's).
- * Searches run FAISS's knn_inner_product / range_search_inner_product over
- * the mapping and merge the delta's results; counts, contains, filters and
- * removes stay exact. idx_save writes the live rows as a fresh file; the
+ * Searches scan the mapping with our kernel, whose answers equal FAISS's
+ * knn_inner_product / range_search_inner_product bit for bit (BLAS batches
+ * of >= 20 queries go to FAISS itself), and merge the delta's results;
+ * counts, contains, filters and removes stay exact. idx_save writes the live rows as a fresh file; the
  * idx keeps its old mapping (docs/index.md).
  *
  * Ids are >= 0 and unique within an index: adding an id already present
