@@ -120,12 +120,16 @@ int t_write_file(const char *path, const void *data, size_t len) {
     return (fclose(f) == 0 && w == len) ? 0 : -1;
 }
 
-int t_cmd(char **out, char **err, const char *fmt, ...) {
-    char cmd[16384], full[20000], ef[4096] = "";
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
+/* t_cmd and t_sh: cmd is the formatted command (for t_sh's message). */
+static int vcmd(char **out, char **err, char *cmd, size_t cmd_cap, const char *fmt, va_list ap) {
+    char full[20000], ef[4096] = "";
+    int w = vsnprintf(cmd, cmd_cap, fmt, ap);
+    if (out) *out = NULL;
+    if (err) *err = NULL;
+    if (w < 0 || (size_t)w >= cmd_cap) { /* never run a cut command */
+        fprintf(stderr, "t_cmd: a command of %d bytes, at most %zu: %.200s...\n", w, cmd_cap - 1, cmd);
+        return -1;
+    }
     if (err) {
         const char *td = getenv("TMPDIR");
         snprintf(ef, sizeof ef, "%s/percept-t-cmd-XXXXXX", td && *td ? td : "/tmp");
@@ -159,4 +163,23 @@ int t_cmd(char **out, char **err, const char *fmt, ...) {
         unlink(ef);
     }
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int t_cmd(char **out, char **err, const char *fmt, ...) {
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vcmd(out, err, cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int t_sh(const char *fmt, ...) {
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vcmd(NULL, NULL, cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    if (rc) fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
+    return rc;
 }

@@ -60,5 +60,8 @@ int t_write_file(const char *path, const void *data, size_t len);
  * NULL: stdout is then discarded, stderr left to the test's); caller frees.
  * Returns the exit status (-1 when it did not exit). */
 int t_cmd(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* t_cmd(NULL, NULL, ...) that prints the command when it fails: for the
+ * steps a test needs done (make a clip, convert a file). 0 on success. */
+int t_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

@@ -29,18 +29,6 @@ static int g_ready;   /* fixtures were made */
 
 static char *tmp(const char *name) { return t_path("%s/%s", g_dir, name); }
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int r = system(cmd);
-    if (r != 0) fprintf(stderr, "command failed (%d): %s\n", r, cmd);
-    return r;
-}
-
 #define FF "ffmpeg -hide_banner -loglevel error -nostdin -y -threads 1"
 
 /* The five-photo clip: inputs and filter graph for one encoding. */
@@ -57,7 +45,7 @@ static int make_clip(const char *out, const char *vf_extra, const char *codec, c
         snprintf(b, sizeof b, "[v%d]", i);
         strcat(cat, b);
     }
-    return sh(FF "%s%s -filter_complex \"%s%sconcat=n=%d:v=1%s[v]\" -map \"[v]\"%s %s %s", inputs,
+    return t_sh(FF "%s%s -filter_complex \"%s%sconcat=n=%d:v=1%s[v]\" -map \"[v]\"%s %s %s", inputs,
               audio ? " -f lavfi -t 10 -i sine=frequency=440:sample_rate=16000" : "", graph, cat,
               NPHOTO, vf_extra, audio ? " -map 5:a -c:a aac -b:a 32k" : "", codec, out);
 }
@@ -72,7 +60,7 @@ static uint8_t *ref_rgb(int i, int w, int h, int rot) {
     uint8_t *px = t_read_file(p, &len);
     if (!px) {
         int sw = rot ? h : w, shh = rot ? w : h;
-        if (sh(FF " -i %s/tiny-a/images/%s -vf \"scale=320:240,format=rgb24,scale=%d:%d:flags=area%s\""
+        if (t_sh(FF " -i %s/tiny-a/images/%s -vf \"scale=320:240,format=rgb24,scale=%d:%d:flags=area%s\""
                   " -f rawvideo -pix_fmt rgb24 %s",
                t_fixtures(), k_photos[i], sw, shh, rot ? ",transpose=1" : "", p) == 0)
             px = t_read_file(p, &len);
@@ -184,10 +172,10 @@ static int make_fixtures(void) {
     MK("rot90.mov", make_clip(p, "", "-c:v libx264 -preset veryfast -g 30 -pix_fmt yuv420p", "25", 2, 0));
     MK("clip.gif", make_clip(p, ",split[a][b];[a]palettegen=max_colors=256[pal];[b][pal]paletteuse=dither=none", "-loop 0", "5", 2, 0));
     MK("clip.webp", make_clip(p, "", "-c:v libwebp_anim -lossless 0 -q:v 90 -loop 0", "5", 2, 0));
-    MK("still.webp", sh(FF " -i %s/tiny-a/images/chelsea.png %s", t_fixtures(), p));
-    MK("audio.m4a", sh(FF " -f lavfi -t 3 -i sine=frequency=440:sample_rate=16000 -c:a aac %s", p));
+    MK("still.webp", t_sh(FF " -i %s/tiny-a/images/chelsea.png %s", t_fixtures(), p));
+    MK("audio.m4a", t_sh(FF " -f lavfi -t 3 -i sine=frequency=440:sample_rate=16000 -c:a aac %s", p));
     /* One second of frames (25) for the lying-duration files. */
-    MK("short.mp4", sh(FF " -loop 1 -framerate 25 -t 1 -i %s/tiny-a/images/chelsea.png -vf scale=160:120,setsar=1"
+    MK("short.mp4", t_sh(FF " -loop 1 -framerate 25 -t 1 -i %s/tiny-a/images/chelsea.png -vf scale=160:120,setsar=1"
                           " -c:v libx264 -preset veryfast -pix_fmt yuv420p %s", t_fixtures(), p));
     {   /* Two frames, 1 s apart: the second gets a 10-hour stts delta below. */
         char *list = tmp("list.txt");
@@ -197,7 +185,7 @@ static int make_fixtures(void) {
                     t_fixtures(), t_fixtures());
             fclose(f);
         }
-        MK("twoframes.mp4", sh(FF " -f concat -safe 0 -i %s -vf scale=320:240,setsar=1,format=yuv420p -vsync vfr"
+        MK("twoframes.mp4", t_sh(FF " -f concat -safe 0 -i %s -vf scale=320:240,setsar=1,format=yuv420p -vsync vfr"
                                   " -c:v libx264 -preset veryfast %s", list, p));
         free(list);
     }

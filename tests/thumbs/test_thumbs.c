@@ -37,18 +37,6 @@ static char *model_path, *vocab_path, *work;
 
 enum { NP = 6, SIG = 16 };
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    if (rc != 0) fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
-    return rc;
-}
-
 static int open_db(const char *dir, int read_only, eng_db **db) {
     eng_open_opts o;
     eng_open_opts_default(&o);
@@ -176,7 +164,7 @@ static void test_photos(void) {
     /* photos at 1024 px (thumbnail 256) and one at 200 px (not enlarged) */
     const char *paths[NP + 1];
     char *small = t_path("%s/small.jpg", work);
-    REQUIRE(sh("vipsthumbnail '%s' -s 200 -o '%s[Q=90]'", P.paths[0], small) == 0);
+    REQUIRE(t_sh("vipsthumbnail '%s' -s 200 -o '%s[Q=90]'", P.paths[0], small) == 0);
     for (int i = 0; i < NP; i++) paths[i] = P.paths[i];
     paths[NP] = small;
     collect c = {0};
@@ -242,7 +230,7 @@ static void test_photos(void) {
     REQUIRE_OK(eng_get_thumbnail(db, id0, -1, &t));
     CHECK_OK(eng_close(db));
     char *out = t_path("%s/cli-thumb.webp", work);
-    CHECK(sh("'%s' get --db '%s' --thumbnail '%s' %llu > /dev/null", getenv("PERCEPT_EXE"), dir, out,
+    CHECK(t_sh("'%s' get --db '%s' --thumbnail '%s' %llu > /dev/null", getenv("PERCEPT_EXE"), dir, out,
              (unsigned long long)id0) == 0);
     size_t ol = 0;
     void *ob = t_read_file(out, &ol);
@@ -261,7 +249,7 @@ static void test_photos(void) {
 static void test_video(void) {
     /* photo i shown during [2i, 2i + 2) */
     char *vid = t_path("%s/v.mp4", work);
-    REQUIRE(sh("ffmpeg -nostdin -loglevel error -y -loop 1 -t 2 -r 10 -i '%s' -loop 1 -t 2 -r 10 -i '%s' "
+    REQUIRE(t_sh("ffmpeg -nostdin -loglevel error -y -loop 1 -t 2 -r 10 -i '%s' -loop 1 -t 2 -r 10 -i '%s' "
                "-loop 1 -t 2 -r 10 -i '%s' -filter_complex "
                "'[0]scale=320:240,setsar=1,fps=10[a];[1]scale=320:240,setsar=1,fps=10[b];"
                "[2]scale=320:240,setsar=1,fps=10[c];[a][b][c]concat=n=3:v=1,format=yuv420p' "
@@ -320,7 +308,7 @@ static void test_off_per_collection(void) {
     REQUIRE_OK(eng_collection_get(db, "plain", &ci));
     CHECK_EQ_INT(ci.thumbnails, 0);
     char *copy = t_path("%s/moved.jpg", work);
-    REQUIRE(sh("cp '%s' '%s'", P.paths[3], copy) == 0);
+    REQUIRE(t_sh("cp '%s' '%s'", P.paths[3], copy) == 0);
     const char *paths[] = {copy, P.paths[4]};
     collect c = {0};
     REQUIRE_OK(ingest(db, "plain", paths, 2, &c, NULL));
@@ -452,10 +440,10 @@ static void test_hostile(void) {
     for (size_t i = 0; i < 4096 && i < len; i++) b[i] = (uint8_t)(i * 131 + 7);
     REQUIRE(t_write_file(garbage, b, len < 4096 ? len : 4096) == 0);
     free(b);
-    REQUIRE(sh("vips black '%s' 1 1", one) == 0);
-    REQUIRE(sh("vips black '%s' 4000 3 --bands 3", strip) == 0);
+    REQUIRE(t_sh("vips black '%s' 1 1", one) == 0);
+    REQUIRE(t_sh("vips black '%s' 4000 3 --bands 3", strip) == 0);
     /* RGBA: the photo with a transparent hole */
-    REQUIRE(sh("vips bandjoin_const '%s' '%s' 0", P.paths[1], alpha) == 0);
+    REQUIRE(t_sh("vips bandjoin_const '%s' '%s' 0", P.paths[1], alpha) == 0);
     eng_db *db = NULL;
     REQUIRE_OK(open_db(dir, 0, &db));
     const char *paths[] = {trunc, garbage, one, strip, alpha, P.paths[2]};

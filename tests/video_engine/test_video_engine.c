@@ -42,18 +42,6 @@ typedef struct vid {
 enum { NV = 5 };
 static vid V[NV];
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    if (rc != 0) fprintf(stderr, "command failed (%d): %s\n", rc, cmd);
-    return rc;
-}
-
 /* Cuts: photos[i] shown during [2i, 2i+2), 160x120 (or the pan). */
 static int make_cuts(vid *v, const char *name, const int *photos, int n, const char *codec_args) {
     char inputs[4096] = "", filter[4096] = "", cat[512] = "";
@@ -67,7 +55,7 @@ static int make_cuts(vid *v, const char *name, const int *photos, int n, const c
     }
     v->n_seg = n;
     v->path = t_path("%s/%s", work, name);
-    return sh("ffmpeg -nostdin -loglevel error -y%s -filter_complex '%s%sconcat=n=%d:v=1,format=yuv420p' %s '%s'",
+    return t_sh("ffmpeg -nostdin -loglevel error -y%s -filter_complex '%s%sconcat=n=%d:v=1,format=yuv420p' %s '%s'",
               inputs, filter, cat, n, codec_args, v->path);
 }
 
@@ -82,7 +70,7 @@ static int make_videos(void) {
     V[2].path = t_path("%s/c.mkv", work);
     V[2].photo[0] = 7; V[2].photo[1] = 7; V[2].photo[2] = 8;
     V[2].n_seg = 3;
-    return sh("ffmpeg -nostdin -loglevel error -y -loop 1 -t 4 -r 10 -i '%s' -loop 1 -t 2 -r 10 -i '%s' "
+    return t_sh("ffmpeg -nostdin -loglevel error -y -loop 1 -t 4 -r 10 -i '%s' -loop 1 -t 2 -r 10 -i '%s' "
               "-filter_complex '[0]scale=240:120,setsar=1,crop=160:120:x=t*20:y=0,fps=10[p];"
               "[1]scale=160:120,setsar=1,fps=10[q];[p][q]concat=n=2:v=1,format=yuv420p' "
               "-c:v libx264 -g 15 '%s'", P.paths[7], P.paths[8], V[2].path);
@@ -359,7 +347,7 @@ static void test_bad_files_delete_rebuild(void) {
     /* bad inputs among good ones */
     char *trunc = cut_file(V[0].path, "trunc.mp4", 0.5);      /* moov at the end: gone */
     char *fast = t_path("%s/fast.mp4", work);
-    sh("ffmpeg -nostdin -loglevel error -y -i '%s' -c copy -movflags +faststart '%s'", V[0].path, fast);
+    t_sh("ffmpeg -nostdin -loglevel error -y -i '%s' -c copy -movflags +faststart '%s'", V[0].path, fast);
     char *fastcut = cut_file(fast, "fastcut.mp4", 0.6);        /* index past the data */
     char *webmcut = cut_file(V[1].path, "webmcut.webm", 0.02); /* header only */
     char *empty = t_path("%s/empty.mp4", work);
@@ -372,7 +360,7 @@ static void test_bad_files_delete_rebuild(void) {
         t_write_file(garbage, g, sizeof g);
     }
     char *hours = t_path("%s/hours.mp4", work);
-    sh("ffmpeg -nostdin -loglevel error -y -loop 1 -t 1 -i '%s' -vf \"scale=160:120,setpts='if(eq(N\\,5),36000/TB,PTS)',format=yuv420p\" "
+    t_sh("ffmpeg -nostdin -loglevel error -y -loop 1 -t 1 -i '%s' -vf \"scale=160:120,setpts='if(eq(N\\,5),36000/TB,PTS)',format=yuv420p\" "
        "-r 5 -fps_mode passthrough -c:v libx264 '%s'", P.paths[0], hours);
     const char *paths[] = {V[0].path, trunc, fastcut, V[1].path, webmcut, empty, garbage, hours, V[3].path};
     int n = 9;
@@ -497,7 +485,7 @@ static void test_embed_cli(void) {
     const char *exe = getenv("PERCEPT_EXE");
     REQUIRE(exe);
     char *out = t_path("%s/embed.json", work);
-    REQUIRE(sh("'%s' embed --model '%s' --video '%s' --frames 8 > '%s'", exe, model_path, V[0].path, out) == 0);
+    REQUIRE(t_sh("'%s' embed --model '%s' --video '%s' --frames 8 > '%s'", exe, model_path, V[0].path, out) == 0);
     size_t len = 0;
     char *txt = t_read_file(out, &len);
     REQUIRE(txt);
@@ -522,8 +510,8 @@ static void test_embed_cli(void) {
     /* the photos of the video, averaged as pe-core.md says, give the same direction */
     CHECK(t_cosine(cli, eng, (size_t)d) > 0.99999);
     /* --frames changes the sampling; an image is refused by --video */
-    CHECK(sh("'%s' embed --model '%s' --video '%s' --frames 2 > '%s'", exe, model_path, V[0].path, out) == 0);
-    CHECK(sh("'%s' embed --model '%s' --video '%s' > /dev/null 2>&1", exe, model_path, P.paths[0]) != 0);
+    CHECK(t_sh("'%s' embed --model '%s' --video '%s' --frames 2 > '%s'", exe, model_path, V[0].path, out) == 0);
+    CHECK(t_sh("'%s' embed --model '%s' --video '%s' > /dev/null 2>&1", exe, model_path, P.paths[0]) != 0);
     cJSON_Delete(j);
     free(txt); free(cli); free(eng); free(out);
     eng_close(db);
