@@ -10,6 +10,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+int crash_child_open(const char *dbdir, const char *model_path, const char *vocab_path, int save_every,
+                     eng_db **db) {
+    eng_open_opts o;
+    eng_open_opts_default(&o);
+    o.model_path = model_path;
+    o.vocab_path = vocab_path;
+    o.create = 1;
+    o.save_every = save_every;
+    *db = NULL;
+    if (eng_open(dbdir, &o, db)) { fprintf(stderr, "child: %s\n", perr_msg()); return 2; }
+    return 0;
+}
+
 void crash_check_db(const char *dbdir, const char *vocab_path, int save_every, uint64_t *ids,
                     int *n, int round, int drop) {
     eng_open_opts o;

@@ -14,4 +14,12 @@
 void crash_check_db(const char *dbdir, const char *vocab_path, int save_every, uint64_t *ids,
                     int *n, int round, int drop);
 
+/* The child's opening, the same in both tests: creates (or reopens) the
+ * database in dbdir with the model, saving indexes every save_every writes
+ * so that kills land before and after saves. A failure is printed as
+ * "child: ..." on stderr; returns 0, or 2 (the child's exit status then). */
+struct eng_db;
+int crash_child_open(const char *dbdir, const char *model_path, const char *vocab_path, int save_every,
+                     struct eng_db **db);
+
 #endif

@@ -41,14 +41,8 @@ static void child_result(void *u, const eng_file_result *r) {
 }
 
 static int child_main(const char *dbdir, const char *list) {
-    eng_open_opts o;
-    eng_open_opts_default(&o);
-    o.model_path = model_path;
-    o.vocab_path = vocab_path;
-    o.create = 1;
-    o.save_every = 7;
     eng_db *db = NULL;
-    if (eng_open(dbdir, &o, &db)) { fprintf(stderr, "child: %s\n", perr_msg()); return 2; }
+    if (crash_child_open(dbdir, model_path, vocab_path, 7, &db)) return 2;
     eng_ingest_opts io;
     eng_ingest_opts_default(&io);
     io.on_result = child_result;

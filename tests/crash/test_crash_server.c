@@ -41,14 +41,8 @@
 static char *model_path, *vocab_path;
 
 static int child_main(const char *dbdir) {
-    eng_open_opts o;
-    eng_open_opts_default(&o);
-    o.model_path = model_path;
-    o.vocab_path = vocab_path;
-    o.create = 1;
-    o.save_every = 7;
     eng_db *db = NULL;
-    if (eng_open(dbdir, &o, &db)) { fprintf(stderr, "child: %s\n", perr_msg()); return 2; }
+    if (crash_child_open(dbdir, model_path, vocab_path, 7, &db)) return 2;
     net_server_opts so;
     net_server_opts_default(&so);
     static const char *const lis[] = {"127.0.0.1:0"};
