@@ -9,40 +9,32 @@
 #include <string.h>
 #include <strings.h>
 
-static void *run_thread(void *arg) {
+/* nt_server_start's step before the loop runs: the HTTP door on it. */
+static int attach_http(net_server *srv, void *arg) {
     ht_server *s = arg;
-    net_server_run(s->srv);
-    return NULL;
+    return http_server_new(srv, s->db, "127.0.0.1:0", &s->http);
 }
 
 int ht_start(ht_server *s, eng_db *db, net_server_opts *o) {
-    net_server_opts d;
-    if (!o) { net_server_opts_default(&d); o = &d; }
-    static const char *const lis[] = {"127.0.0.1:0"};
-    if (!o->n_listen) { o->listen = lis; o->n_listen = 1; }
     memset(s, 0, sizeof *s);
-    int rc = net_server_new(db, o, &s->srv);
-    if (!rc) rc = http_server_new(s->srv, db, "127.0.0.1:0", &s->http);
+    s->db = db;
+    int rc = nt_server_start_with(&s->n, db, o, attach_http, s);
     if (rc) {
         http_server_free(s->http);
-        net_server_free(s->srv);
-        s->srv = NULL;
+        s->http = NULL;
         return rc;
     }
-    s->port = net_server_port(s->srv, 0);
     s->http_port = http_server_port(s->http);
-    snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
-    pthread_create(&s->th, NULL, run_thread, s);
     return PERR_OK;
 }
 
 void ht_stop(ht_server *s) {
-    if (!s->srv) return;
-    net_server_stop(s->srv);
-    pthread_join(s->th, NULL);
+    if (!s->n.srv) return;
+    net_server_stop(s->n.srv);
+    pthread_join(s->n.th, NULL);
     http_server_free(s->http);
-    net_server_free(s->srv);
-    s->srv = NULL;
+    net_server_free(s->n.srv);
+    s->n.srv = NULL;
 }
 
 static __thread CURL *curl; /* one kept-alive handle per thread */

@@ -6,17 +6,17 @@
 #include "engine/eng.h"
 #include "http/http.h"
 #include "net/server.h"
+#include "../net/net_testutil.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
 #include <stddef.h>
 
 typedef struct ht_server {
-    net_server *srv;
+    nt_server n;        /* the binary door (n.addr, n.port) and the loop thread */
     http_server *http;
-    pthread_t th;
-    int port, http_port;
-    char addr[64];
+    int http_port;
+    eng_db *db;
 } ht_server;
 
 /* o may be NULL (defaults); listens on 127.0.0.1:0 for both doors. */

@@ -54,7 +54,7 @@ static void setup(void) {
         }
     }
     dim = eng_dim(db);
-    if (ht_start(&S, db, NULL) || pc_connect(S.addr, NULL, &pc)) { fprintf(stderr, "server: %s\n", perr_msg()); exit(1); }
+    if (ht_start(&S, db, NULL) || pc_connect(S.n.addr, NULL, &pc)) { fprintf(stderr, "server: %s\n", perr_msg()); exit(1); }
 }
 
 static void teardown(void) {

@@ -53,18 +53,28 @@ static void *run_thread(void *arg) {
     return NULL;
 }
 
-int nt_server_start(nt_server *s, eng_db *db, net_server_opts *o) {
+int nt_server_start_with(nt_server *s, eng_db *db, net_server_opts *o,
+                         int (*before_run)(net_server *srv, void *arg), void *arg) {
     net_server_opts d;
     if (!o) { net_server_opts_default(&d); o = &d; }
     static const char *const lis[] = {"127.0.0.1:0"};
     if (!o->n_listen) { o->listen = lis; o->n_listen = 1; }
     memset(s, 0, sizeof *s);
     int rc = net_server_new(db, o, &s->srv);
-    if (rc) return rc;
+    if (!rc && before_run) rc = before_run(s->srv, arg);
+    if (rc) {
+        net_server_free(s->srv);
+        s->srv = NULL;
+        return rc;
+    }
     s->port = net_server_port(s->srv, 0);
     snprintf(s->addr, sizeof s->addr, "127.0.0.1:%d", s->port);
     pthread_create(&s->th, NULL, run_thread, s);
     return PERR_OK;
+}
+
+int nt_server_start(nt_server *s, eng_db *db, net_server_opts *o) {
+    return nt_server_start_with(s, db, o, NULL, NULL);
 }
 
 void nt_server_stop(nt_server *s) {

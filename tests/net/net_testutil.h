@@ -31,6 +31,11 @@ typedef struct nt_server {
 } nt_server;
 /* Starts a server on 127.0.0.1:0 (o may be NULL for defaults). */
 int nt_server_start(nt_server *s, eng_db *db, net_server_opts *o);
+/* The same with a step between creating the server and starting its loop
+ * thread (the HTTP tests attach their door there); when it fails, the
+ * server is freed and its code returned. */
+int nt_server_start_with(nt_server *s, eng_db *db, net_server_opts *o,
+                         int (*before_run)(net_server *srv, void *arg), void *arg);
 void nt_server_stop(nt_server *s);
 
 /* Raw sockets. */
