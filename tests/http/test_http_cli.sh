@@ -7,15 +7,8 @@
 # --http without a token is refused. Under build-asan the server runs with
 # ASan/LSan, its loop on the main thread (no suppressions).
 set -euo pipefail
-FIX="${PERCEPT_FIXTURES:-$PERCEPT_SRC/../shared/pe-fixtures}"
-export PERCEPT_MODEL="$FIX/tiny-a/tiny-a.safetensors"
-export PERCEPT_VOCAB="$FIX/bpe_simple_vocab_16e6.txt.gz"
-TMP="$(mktemp -d)"
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/../common/serve_lib.sh"
 "$PERCEPT_EXE" ingest --db "$TMP/db" "$FIX/tiny-a/images" > /dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT="$(free_port)"; HPORT="$(free_port)"
 "$PERCEPT_EXE" serve --db "$TMP/db" --listen "127.0.0.1:$PORT" --http "127.0.0.1:$HPORT" 2> "$TMP/serve.log" &
 PID=$!

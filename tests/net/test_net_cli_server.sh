@@ -3,19 +3,13 @@
 # with --db DIR (text, image, id, vector; plain and --json), against a
 # live `percept serve` of that database on a free loopback port.
 set -euo pipefail
-FIX="${PERCEPT_FIXTURES:-$PERCEPT_SRC/../shared/pe-fixtures}"
-export PERCEPT_MODEL="$FIX/tiny-a/tiny-a.safetensors"
-export PERCEPT_VOCAB="$FIX/bpe_simple_vocab_16e6.txt.gz"
-TMP="$(mktemp -d)"
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/../common/serve_lib.sh"
 "$PERCEPT_EXE" ingest --db "$TMP/db" "$FIX/tiny-a/images" > /dev/null
 cp -r "$TMP/db" "$TMP/db2"   # the same database for the --db side of mutations
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 "$PERCEPT_EXE" serve --db "$TMP/db" --listen "127.0.0.1:$PORT" 2> "$TMP/serve.log" &
 PID=$!
-for _ in $(seq 100); do "$PERCEPT_EXE" search --server "127.0.0.1:$PORT" --text x > /dev/null 2>&1 && break; sleep 0.1; done
+wait_server "$PORT"
 fail=0; pass=0
 compare() {
   local cmd=search a b

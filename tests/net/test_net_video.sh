@@ -6,14 +6,8 @@
 # Two short videos are made with the ffmpeg CLI from the tiny-a photos
 # (each photo shown for 2 s, so segment i shows photo i).
 set -euo pipefail
-FIX="${PERCEPT_FIXTURES:-$PERCEPT_SRC/../shared/pe-fixtures}"
+. "$(dirname "${BASH_SOURCE[0]}")/../common/serve_lib.sh"
 IMG="$FIX/tiny-a/images"
-export PERCEPT_MODEL="$FIX/tiny-a/tiny-a.safetensors"
-export PERCEPT_VOCAB="$FIX/bpe_simple_vocab_16e6.txt.gz"
-TMP="$(mktemp -d)"
-PID=""
-cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$TMP"; }
-trap cleanup EXIT
 # cuts OUT CODEC_ARGS PHOTO...: each photo for 2 s at 10 fps, 160x120.
 cuts() {
   local out="$1" codec="$2" inputs=() filter="" cat="" i=0
@@ -31,10 +25,10 @@ cuts "$TMP/clips/b.mkv" "-c:v libx264 -g 20" rocket.jpg camera.png
 cuts "$TMP/query.mp4" "-c:v libx264 -g 20" camera.png coffee.png   # moderation query
 "$PERCEPT_EXE" ingest --db "$TMP/db" --quiet "$IMG" > /dev/null
 "$PERCEPT_EXE" ingest --db "$TMP/db" --collection clips --quiet "$TMP/clips" > /dev/null
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+PORT="$(free_port)"
 "$PERCEPT_EXE" serve --db "$TMP/db" --listen "127.0.0.1:$PORT" 2> "$TMP/serve.log" &
 PID=$!
-for _ in $(seq 100); do "$PERCEPT_EXE" search --server "127.0.0.1:$PORT" --text x > /dev/null 2>&1 && break; sleep 0.1; done
+wait_server "$PORT"
 fail=0; pass=0
 compare() {
   local cmd=search a b
